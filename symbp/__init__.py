@@ -1,0 +1,24 @@
+"""symbp: derive, simplify, typeset and generate neural-network backward passes.
+
+    >>> import symbp
+    >>> d = symbp.derive("batchnorm")
+    >>> d.fused_gradients["dhprebn"]
+
+Importing symbp does not import torch; only the generated modules need it.
+"""
+
+__version__ = "0.1.0"
+
+
+def derive(layer: str, **options):
+    """Derive ``layer`` (a built-in name or a spec file path) with ``options``."""
+    from symbp.derivation import derive as _derive
+
+    return _derive(layer, **options)
+
+
+def list_layers() -> dict:
+    """``{name: one-line description}`` of the built-in layers."""
+    from symbp.layers import builtin_names, describe_builtin
+
+    return {n: describe_builtin(n) for n in builtin_names()}

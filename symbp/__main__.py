@@ -1,0 +1,3 @@
+from symbp.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""The ``symbp`` command line.
+
+    symbp list
+    symbp derive LAYER [--format text|latex|markdown] [-o FILE] [--OPTION VALUE ...]
+
+A layer's own options (``--eps 1e-3``, ``--variance biased``) follow the
+layer name. Every failure the user can cause is one line on stderr and exit
+status 2; nothing is written unless all of it could be produced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A one-line message for the user; exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _layer_options(extra: list) -> dict:
+    """``--name value`` / ``--name=value`` pairs left over by argparse."""
+    opts, i = {}, 0
+    while i < len(extra):
+        tok = extra[i]
+        if not tok.startswith("--") or len(tok) < 3:
+            raise UsageError(f"unexpected argument {tok!r}")
+        key, eq, value = tok[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(extra):
+                raise UsageError(f"option --{key} needs a value")
+            value, i = extra[i + 1], i + 1
+        opts[key.replace("-", "_")] = value
+        i += 1
+    return opts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="symbp", description="Derive, simplify, typeset and generate backward passes.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="name the known layers")
+    d = sub.add_parser("derive", help="print a layer's derivation",
+                       description="Print the forward bindings, the chunked backward and the fused "
+                                   "closed form. Layer options follow the layer: --eps 1e-3.")
+    d.add_argument("layer", help="a built-in layer name or a spec file path")
+    d.add_argument("--format", default="text", help="text, latex or markdown")
+    d.add_argument("-o", "--output", help="write to FILE instead of standard output")
+    return p
+
+
+def cmd_list(args, extra) -> int:
+    from symbp import list_layers
+
+    layers = list_layers()
+    width = max(map(len, layers))
+    for name, desc in layers.items():
+        print(f"{name.ljust(width)}  {desc}")
+    return 0
+
+
+FORMATS = {"text": "text", "latex": "latex", "markdown": "markdown"}
+
+
+def cmd_derive(args, extra) -> int:
+    if args.format not in FORMATS:
+        raise UsageError(f"unknown format {args.format!r}; choose text, latex or markdown")
+    from symbp.derivation import derive
+
+    d = derive(args.layer, **_layer_options(extra))
+    content = getattr(d, FORMATS[args.format])()
+    _emit(content, args.output)
+    return 0
+
+
+def _emit(content: str, output) -> None:
+    if output:
+        from symbp.fileio import write_atomic
+
+        write_atomic(output, content)
+    else:
+        sys.stdout.write(content)
+
+
+COMMANDS = {"list": cmd_list, "derive": cmd_derive}
+
+
+def main(argv=None) -> int:
+    from symbp.fileio import OutputError
+    from symbp.layers import LayerError
+    from symbp.spec import SpecError
+
+    try:
+        args, extra = build_parser().parse_known_args(argv)
+        if extra and args.command not in ("derive",):
+            raise UsageError(f"unexpected arguments: {' '.join(extra)}")
+        return COMMANDS[args.command](args, extra)
+    except (UsageError, LayerError, SpecError, OutputError) as e:
+        print(f"symbp: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("symbp: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,149 @@
+"""Reverse mode over a spec: the gradient of every intermediate (chunked backward).
+
+(The derive stage; named ``reverse`` so that ``symbp.derive`` stays the public function.)
+
+Bindings are walked from the output back to the inputs. For a binding
+``c = f(p, q, Sum(k, g(p)))`` each reduction is replaced by a placeholder,
+``sympy.diff`` gives the local partials, and
+
+* ``dp += dc * df/dp``, summed over the axes ``p`` lacks (the adjoint of a
+  broadcast is a sum);
+* the placeholder's adjoint ``dS = dc * df/dS`` (summed the same way) flows
+  into the reduction's operand: ``dp += dS * dg/dp`` for a ``Sum`` (the
+  adjoint of a sum is a broadcast) and ``dp += dS * argmax_mask * dg/dp`` for
+  a ``Max``.
+
+Each gradient is kept as a list of contributions, one per consuming binding,
+written in terms of the consumers' adjoint symbols (``d`` + name), exactly the
+statements of the seeds' exercise 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from symbp.algebra import reduce_over
+from symbp.spec import ArgmaxMask, Max, Reduction, Spec, SpecError, Sum
+
+
+def grad_name(name: str) -> str:
+    """The one naming rule: ``dx`` is the gradient of ``x`` (also in ``Spec.adjoint``)."""
+    return "d" + name
+
+
+@dataclass
+class Contribution:
+    """One term of a gradient: what flows into ``target`` through ``via``."""
+
+    target: str
+    via: str
+    expr: sp.Expr
+
+
+@dataclass
+class Chunked:
+    """The chunked backward: per tensor, its adjoint symbol and contributions."""
+
+    spec: Spec
+    adjoints: dict  # tensor name -> adjoint Symbol
+    contributions: dict = field(default_factory=dict)  # tensor name -> [Contribution]
+    order: list = field(default_factory=list)  # backward order of tensor names
+
+    def gradient(self, name) -> sp.Expr:
+        return sp.Add(*[c.expr for c in self.contributions.get(name, [])])
+
+    def statements(self):
+        """``(name, expr)`` in backward order, from the output's first consumer to the inputs."""
+        return [(n, self.gradient(n)) for n in self.order]
+
+
+def derive_chunked(spec: Spec) -> Chunked:
+    out = spec.output_tensor
+    if out is None:
+        raise SpecError(f"spec {spec.name!r} has no output binding")
+    for name in (out.name,) + tuple(t.name for t in spec.tensors.values()):
+        if grad_name(name) in spec.tensors:
+            raise SpecError(f"binding {grad_name(name)!r}: name clashes with the gradient of {name!r}")
+    adjoints = {t.name: spec.adjoint(t.name) for t in spec.tensors.values()
+                if t.role != "classes"}
+    ch = Chunked(spec, adjoints)
+    needs = _needs_gradient(spec)
+    for b in reversed(spec.bindings):
+        if not needs[b.name]:
+            continue
+        if b.role != "output":
+            if not ch.contributions.get(b.name):
+                continue  # nothing downstream depends on it
+            ch.order.append(b.name)
+        _backprop(spec, b.expr, adjoints[b.name], b.name, ch, needs)
+    for t in spec.differentiable:
+        if ch.contributions.get(t.name):
+            ch.order.append(t.name)
+    return ch
+
+
+def _needs_gradient(spec: Spec) -> dict:
+    """Which tensors depend on a differentiable input (the rest get no gradient)."""
+    needs = {}
+    for t in spec.tensors.values():
+        if t.role in ("input", "param"):
+            needs[t.name] = True
+        elif t.role == "classes":
+            needs[t.name] = False
+        else:
+            needs[t.name] = any(needs.get(spec.tensor_of(s).name, False)
+                                for s in t.expr.free_symbols if spec.is_tensor(s))
+    return needs
+
+
+def _backprop(spec, expr, adjoint, via, ch, needs):
+    """Push ``adjoint`` (the gradient flowing into ``expr``) onto the tensors in it."""
+    placeholders = {}
+    local = expr
+    for red in _top_reductions(expr):
+        ph = sp.Dummy("R", real=True)
+        placeholders[ph] = red
+        local = local.xreplace({red: ph})
+    back = {ph: red for ph, red in placeholders.items()}
+    # partials such as d exp(u) = exp(u) reuse the forward tensor, not a recomputation
+    back.update({b.expr: b.symbol for b in spec.bindings})
+    for sym in sorted(local.free_symbols, key=str):
+        if spec.is_tensor(sym):
+            t = spec.tensor_of(sym)
+            if not needs.get(t.name, False):
+                continue
+            part = sp.diff(local, sym).xreplace(back)
+            if part == 0:
+                continue
+            contrib = reduce_over(spec, adjoint * part, spec.axes_of(adjoint * part) - t.axes)
+            ch.contributions.setdefault(t.name, []).append(Contribution(t.name, via, contrib))
+    for ph, red in placeholders.items():
+        if not any(needs.get(spec.tensor_of(s).name, False)
+                   for s in red.body.free_symbols if spec.is_tensor(s)):
+            continue
+        part = sp.diff(local, ph).xreplace(back)
+        flow = adjoint * part
+        flow = reduce_over(spec, flow, spec.axes_of(flow) - spec.axes_of(red))
+        if isinstance(red, Max):
+            flow = flow * ArgmaxMask(red.axis, red.body)
+        elif not isinstance(red, Sum):
+            raise SpecError(f"binding {via!r}: no adjoint for {type(red).__name__}")
+        _backprop(spec, red.body, flow, via, ch, needs)
+
+
+def _top_reductions(expr):
+    """Reductions in ``expr`` that are not inside another reduction."""
+    found = []
+
+    def walk(e):
+        if isinstance(e, Reduction) and not isinstance(e, ArgmaxMask):
+            if e not in found:
+                found.append(e)
+            return
+        for a in e.args:
+            walk(a)
+
+    walk(expr)
+    return found

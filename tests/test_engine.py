@@ -1,0 +1,159 @@
+"""The engine's results, checked symbolically against the seeds' hand-derived formulas."""
+
+import pytest
+import sympy as sp
+
+import symbp
+from symbp.spec import Max, Spec, SpecError, Sum
+
+
+def syms(d, *names):
+    spec = d.spec
+    out = []
+    for nm in names:
+        if nm.startswith("d") and nm[1:] in spec.tensors:
+            out.append(spec.adjoint(nm[1:]))
+        elif nm in spec.tensors:
+            out.append(spec.tensors[nm].symbol)
+        elif nm in spec.options:
+            out.append(spec.options[nm].symbol)
+        else:
+            out.append(next(a for a in spec.axis_list if a.name == nm))
+    return out
+
+
+def same(a, b):
+    """Exact SymPy equality, reductions treated as opaque atoms."""
+    return sp.simplify(sp.expand(a - b)) == 0
+
+
+@pytest.fixture(scope="module")
+def bn():
+    return symbp.derive("batchnorm")
+
+
+@pytest.fixture(scope="module")
+def ce():
+    return symbp.derive("cross_entropy")
+
+
+def test_batchnorm_chunked_matches_seeds(bn):
+    g = bn.chunked_gradients
+    (n, bngain, dhpreact, bndiff, dbnraw, bnvar, eps, dbnvar_inv, dbnvar, dbndiff2, bnvar_inv,
+     dbndiff, dbnmeani, bnraw) = syms(
+        bn, "n", "bngain", "dhpreact", "bndiff", "dbnraw", "bnvar", "eps", "dbnvar_inv", "dbnvar",
+        "dbndiff2", "bnvar_inv", "dbndiff", "dbnmeani", "bnraw")
+    assert same(g["dbnraw"], bngain * dhpreact)
+    assert same(g["dbnvar_inv"], Sum(n, bndiff * dbnraw))
+    assert same(g["dbnvar"], -sp.Rational(1, 2) * (bnvar + eps) ** sp.Rational(-3, 2) * dbnvar_inv)
+    assert same(g["dbndiff2"], dbnvar / (n - 1))
+    assert same(g["dbndiff"], bnvar_inv * dbnraw + 2 * bndiff * dbndiff2)
+    assert same(g["dbnmeani"], -Sum(n, dbndiff))
+    assert same(g["dhprebn"], dbndiff + dbnmeani / n)
+    assert same(g["dbngain"], Sum(n, bnraw * dhpreact))
+    assert same(g["dbnbias"], Sum(n, dhpreact))
+    assert list(g) == ["dbnraw", "dbnvar_inv", "dbnvar", "dbndiff2", "dbndiff", "dbnmeani",
+                       "dhprebn", "dbngain", "dbnbias"]
+
+
+@pytest.mark.parametrize("variance", ["bessel", "biased"])
+def test_batchnorm_fused_closed_form(variance):
+    d = symbp.derive("batchnorm", variance=variance)
+    n, bngain, bnvar_inv, bnraw, dy = syms(d, "n", "bngain", "bnvar_inv", "bnraw", "dhpreact")
+    k = n / (n - 1) if variance == "bessel" else 1
+    want = bngain * bnvar_inv / n * (n * dy - Sum(n, dy) - k * bnraw * Sum(n, dy * bnraw))
+    f = d.fused_gradients
+    assert same(f["dhprebn"], want)
+    assert same(f["dbngain"], Sum(n, bnraw * dy))
+    assert same(f["dbnbias"], Sum(n, dy))
+    # written in saved quantities only
+    free = {s.name for s in f["dhprebn"].free_symbols}
+    assert free <= {"bngain", "bnvar_inv", "bnraw", "dhpreact", "n"}
+
+
+def test_batchnorm_mean_path_uses_identity(bn):
+    n, bndiff = syms(bn, "n", "bndiff")
+    ids = {i.lhs: i.rhs for i in bn.fused.identities}
+    assert ids.get(Sum(n, bndiff)) == 0
+
+
+def test_cross_entropy_fused_and_max_shift_vanishes(ce):
+    n, dloss, probs, targets = syms(ce, "n", "dloss", "probs", "targets")
+    assert same(ce.fused_gradients["dlogits"], dloss * (probs - targets) / n)
+    assert ("logits", "logit_maxes") in ce.vanishing_paths
+    assert ce.fused.path_values[("logits", "logit_maxes")] == 0
+    ids = {i.lhs: i.rhs for i in ce.fused.identities}
+    assert ids.get(Sum(syms(ce, "c")[0], probs)) == 1
+
+
+def test_cross_entropy_chunked_matches_seeds(ce):
+    g = ce.chunked_gradients
+    (n, c, dloss, targets, probs, dlogprobs, counts, dprobs, counts_sum, dcounts_sum_inv,
+     counts_sum_inv, dcounts_sum, dcounts, dnorm_logits, logits, dlogit_maxes) = syms(
+        ce, "n", "c", "dloss", "targets", "probs", "dlogprobs", "counts", "dprobs", "counts_sum",
+        "dcounts_sum_inv", "counts_sum_inv", "dcounts_sum", "dcounts", "dnorm_logits", "logits",
+        "dlogit_maxes")
+    assert same(g["dlogprobs"], -dloss * targets / n)
+    assert same(g["dprobs"], dlogprobs / probs)
+    assert same(g["dcounts_sum_inv"], Sum(c, counts * dprobs))
+    assert same(g["dcounts_sum"], -counts_sum**-2 * dcounts_sum_inv)
+    assert same(g["dcounts"], counts_sum_inv * dprobs + dcounts_sum)
+    assert same(g["dnorm_logits"], counts * dcounts)
+    assert same(g["dlogit_maxes"], -Sum(c, dnorm_logits))
+    assert g["dlogits"].has(dlogit_maxes) and g["dlogits"].has(dnorm_logits)
+
+
+def test_engine_has_no_layer_names():
+    """Identities come from the bindings: the engine never names a layer or its tensors."""
+    import ast
+    from pathlib import Path
+
+    words = set()
+    for f in ("reverse.py", "simplify.py", "algebra.py"):
+        tree = ast.parse((Path(symbp.__file__).parent / f).read_text())
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(n)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                words.add(node.id)
+            elif isinstance(node, ast.Attribute):
+                words.add(node.attr)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+                words.add(node.value)
+    text = " ".join(words)
+    for word in ("bnvar", "bndiff", "probs", "logit", "batchnorm", "cross_entropy", "hprebn"):
+        assert word not in text
+
+
+def test_new_spec_needs_no_engine_change():
+    """A spec the engine has never seen: softmax-free L2 loss over features."""
+    s = Spec("sqerr", "half squared error, mean over batch")
+    n, d = s.axes("n d")
+    x = s.input("x", (n, d))
+    t = s.input("t", (n, d))
+    diff = s.let("diff", x - t)
+    s.output("loss", Sum(n, Sum(d, diff**2)) / (2 * n))
+    s.save(diff)
+    from symbp.reverse import derive_chunked
+    from symbp.simplify import fuse
+
+    f = fuse(derive_chunked(s))
+    dloss = s.adjoint("loss")
+    assert same(f.gradients["x"], dloss * diff / n)
+    assert same(f.gradients["t"], -dloss * diff / n)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda s, n, x: s.let("y", x * s.tensors["x"].symbol + sp.Symbol("zz")), "used before it is defined"),
+    (lambda s, n, x: s.let("y", sp.sin(x)), "unsupported function sin"),
+    (lambda s, n, x: s.let("y", Sum(sp.Symbol("k", integer=True, positive=True), x)), "undeclared axis"),
+    (lambda s, n, x: s.let("x", x + 1), "already defined"),
+    (lambda s, n, x: s.let("bad-name", x), "not a plain Python identifier"),
+    (lambda s, n, x: s.let("y", Max(n, Sum(n, x))), "does not have"),
+])
+def test_bad_specs_are_rejected_with_the_binding_named(build, message):
+    s = Spec("t", "t")
+    n, d = s.axes("n d")
+    x = s.input("x", (n, d))
+    with pytest.raises(SpecError, match=message):
+        build(s, n, x)
