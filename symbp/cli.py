@@ -2,6 +2,8 @@
 
     symbp list
     symbp derive LAYER [--format text|latex|markdown] [-o FILE] [--OPTION VALUE ...]
+    symbp generate [LAYER ...] [-o OUTDIR] [--check]
+    symbp check LAYER [--batch N] [--dtype float32|float64] [--OPTION VALUE ...]
 
 A layer's own options (``--eps 1e-3``, ``--variance biased``) follow the
 layer name. Every failure the user can cause is one line on stderr and exit
@@ -52,6 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("layer", help="a built-in layer name or a spec file path")
     d.add_argument("--format", default="text", help="text, latex or markdown")
     d.add_argument("-o", "--output", help="write to FILE instead of standard output")
+    g = sub.add_parser("generate", help="write the generated modules and derivations",
+                       description="Render templates/*.j2 into generated/ (or OUTDIR). With --check, "
+                                   "write nothing and exit 1 with a diff if anything is stale.")
+    g.add_argument("layers", nargs="*", help="layer names or spec files (default: every built-in layer)")
+    g.add_argument("-o", "--outdir", help="output folder (default: the generated/ package)")
+    g.add_argument("--check", action="store_true", help="compare instead of writing")
+    c = sub.add_parser("check", help="compare a layer's generated backward with autograd",
+                       description="Print name | exact | approximate | maxdiff for every gradient "
+                                   "against torch autograd on a random batch; exit 1 on a mismatch.")
+    c.add_argument("layer", help="a built-in layer name or a spec file path")
+    c.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    c.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    c.add_argument("--seed", type=int, default=0)
     return p
 
 
@@ -79,6 +94,59 @@ def cmd_derive(args, extra) -> int:
     return 0
 
 
+def default_outdir():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent / "generated"
+
+
+def cmd_generate(args, extra) -> int:
+    from symbp import render
+    from symbp.layers import builtin_names
+
+    builtin = set(builtin_names())
+    if args.layers and all(ref in builtin for ref in args.layers) and not args.outdir:
+        refs = None  # the built-in set is always written whole, so its index stays right
+    else:
+        refs = args.layers or None
+    files = render.render_all(refs)
+    outdir = args.outdir or default_outdir()
+    if args.check:
+        diff = render.check(files, outdir)
+        if diff:
+            sys.stdout.write(diff)
+            print("symbp: generated code is stale or edited by hand; run `symbp generate`", file=sys.stderr)
+            return 1
+        print(f"{len(files)} generated files are up to date")
+        return 0
+    from pathlib import Path
+
+    if not Path(outdir).is_dir():
+        raise UsageError(f"output folder {str(outdir)!r} does not exist")
+    written = render.write(files, outdir)
+    print(f"wrote {len(written)} of {len(files)} files to {outdir}" + (
+        "" if written else " (all up to date)"))
+    return 0
+
+
+def cmd_check(args, extra) -> int:
+    if args.batch < 2:
+        raise UsageError("--batch must be at least 2")
+    import torch
+
+    from symbp.check import compare, load_generated, random_arguments
+
+    module = load_generated(args.layer, _layer_options(extra))
+    g = torch.Generator().manual_seed(args.seed)
+    dtype = getattr(torch, args.dtype)
+    rows = compare(module, random_arguments(module.SPEC, {"n": args.batch}, dtype, g))
+    for r in rows:
+        print(r.line())
+    bad = [r.name for r in rows if not r.approximate]
+    print(f"{len(rows) - len(bad)} of {len(rows)} gradients match autograd ({args.dtype})")
+    return 1 if bad else 0
+
+
 def _emit(content: str, output) -> None:
     if output:
         from symbp.fileio import write_atomic
@@ -88,7 +156,7 @@ def _emit(content: str, output) -> None:
         sys.stdout.write(content)
 
 
-COMMANDS = {"list": cmd_list, "derive": cmd_derive}
+COMMANDS = {"list": cmd_list, "derive": cmd_derive, "generate": cmd_generate, "check": cmd_check}
 
 
 def main(argv=None) -> int:
@@ -98,7 +166,7 @@ def main(argv=None) -> int:
 
     try:
         args, extra = build_parser().parse_known_args(argv)
-        if extra and args.command not in ("derive",):
+        if extra and args.command not in ("derive", "check"):
             raise UsageError(f"unexpected arguments: {' '.join(extra)}")
         return COMMANDS[args.command](args, extra)
     except (UsageError, LayerError, SpecError, OutputError) as e:

@@ -1,0 +1,185 @@
+"""The makemore MLP of "becoming a backprop ninja" (Bengio et al. 2003, with BatchNorm).
+
+    C[X] (n, block, n_embd) -> flatten (n, block*n_embd) -> @ W1 + b1 -> BatchNorm1d
+        -> tanh -> @ W2 + b2 -> logits (n, vocab) -> cross-entropy, mean over the batch
+
+Parameters are a plain dict in the seeds' order (C, W1, b1, W2, b2, bngain,
+bnbias), so that a training step is just a function of that dict and a batch.
+Two steps compute ``(loss, grads)``: ``AutogradStep`` (the baseline, torch
+autograd) and the generated one (``symbp.generated_step.GeneratedStep``,
+symbp's own backward, with no autograd at all). Both must agree; the training
+loop does not care which it has.
+
+BatchNorm uses Bessel's correction (variance over n-1) in training, as the
+seeds do, so a batch needs at least two examples. At inference the mean and
+variance come from ``calibrate`` over the whole training set.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from symbp.data import TERMINATOR, TrainError
+
+#: Added to the BatchNorm variance before the inverse square root, in training and at inference.
+BN_EPS = 1e-5
+#: The seeds' generator seed, for the initial parameters and the minibatches.
+DEFAULT_SEED = 2147483647
+PARAM_NAMES = ("C", "W1", "b1", "W2", "b2", "bngain", "bnbias")
+BACKWARDS = ("generated", "autograd")
+#: Rows per forward pass when evaluating a whole split (about 40 MB of activations at n_hidden 200).
+EVAL_CHUNK = 50_000
+#: A sampled name stops here even if '.' never comes (an untrained model can ramble forever).
+MAX_SAMPLE_LENGTH = 100
+
+
+def init_params(vocab_size: int, block_size: int, n_embd: int = 10, n_hidden: int = 200,
+                seed: int = DEFAULT_SEED, dtype=torch.float32, device="cpu", generator=None) -> dict:
+    """The seeds' initial parameters, all drawn from one seeded generator in the seeds' order.
+
+    W1 is scaled by the tanh gain over sqrt(fan_in) (Kaiming), and b1, W2, b2
+    by 0.1 so that the initial logits are near uniform. The seeds draw bngain
+    and bnbias from torch's global generator; here they come from the same
+    generator as the rest, so that a seed alone fixes the whole model.
+    ``generator`` (instead of ``seed``) lets the caller keep drawing from it
+    afterwards, as the seeds' training loop does for its minibatches.
+    """
+    g = generator if generator is not None else torch.Generator().manual_seed(seed)
+    fan_in = n_embd * block_size
+
+    def randn(*shape):
+        return torch.randn(shape, generator=g)  # drawn in float32 on the CPU, like the seeds
+
+    params = {
+        "C": randn(vocab_size, n_embd),
+        "W1": randn(fan_in, n_hidden) * (5 / 3) / fan_in**0.5,
+        "b1": randn(n_hidden) * 0.1,
+        "W2": randn(n_hidden, vocab_size) * 0.1,
+        "b2": randn(vocab_size) * 0.1,
+        "bngain": randn(1, n_hidden) * 0.1 + 1.0,
+        "bnbias": randn(1, n_hidden) * 0.1,
+    }
+    return {k: v.to(dtype=dtype, device=device) for k, v in params.items()}
+
+
+def count_params(params: dict) -> int:
+    return sum(p.numel() for p in params.values())
+
+
+def model_sizes(params: dict) -> dict:
+    """``vocab_size, block_size, n_embd, n_hidden`` read off the parameter shapes."""
+    vocab_size, n_embd = params["C"].shape
+    fan_in, n_hidden = params["W1"].shape
+    return {"vocab_size": vocab_size, "block_size": fan_in // n_embd, "n_embd": n_embd, "n_hidden": n_hidden}
+
+
+def preactivation(params: dict, X):
+    """``hprebn = C[X].view(n, -1) @ W1 + b1``: the hidden layer before BatchNorm, (n, n_hidden)."""
+    emb = params["C"][X]  # (n, block, n_embd)
+    embcat = emb.view(emb.shape[0], -1)  # (n, block*n_embd)
+    return embcat @ params["W1"] + params["b1"]
+
+
+def batch_stats(hprebn):
+    """The batch mean and Bessel-corrected variance of ``hprebn``, each (1, n_hidden)."""
+    n = hprebn.shape[0]
+    bnmeani = hprebn.sum(0, keepdim=True) / n
+    bndiff = hprebn - bnmeani
+    bnvar = (bndiff**2).sum(0, keepdim=True) / (n - 1)
+    return bnmeani, bnvar
+
+
+def logits_from(params: dict, hprebn, mean, var):
+    """BatchNorm with the given statistics, tanh, and the output layer: (n, vocab)."""
+    bnraw = (hprebn - mean) * (var + BN_EPS) ** -0.5
+    h = torch.tanh(params["bngain"] * bnraw + params["bnbias"])  # (n, n_hidden)
+    return h @ params["W2"] + params["b2"]
+
+
+class AutogradStep:
+    """One training step's loss and gradients by torch autograd: the baseline for the generated step.
+
+    ``step(params, Xb, Yb) -> (loss, {name: grad})``. The parameters
+    themselves are left untouched and need no ``requires_grad``; the loss is a
+    detached 0-d tensor.
+    """
+
+    name = "autograd"
+
+    def __call__(self, params: dict, Xb, Yb):
+        if Xb.shape[0] < 2:
+            raise TrainError("BatchNorm with Bessel's correction needs a batch of at least 2 examples")
+        leaves = {k: p.detach().requires_grad_() for k, p in params.items()}
+        with torch.enable_grad():
+            hprebn = preactivation(leaves, Xb)
+            logits = logits_from(leaves, hprebn, *batch_stats(hprebn))
+            loss = F.cross_entropy(logits, Yb)
+            grads = torch.autograd.grad(loss, list(leaves.values()))
+        return loss.detach(), dict(zip(leaves, grads))
+
+
+def make_step(backward: str):
+    """The training step for ``--backward``: ``'autograd'`` or ``'generated'`` (symbp's own code)."""
+    if backward == "autograd":
+        return AutogradStep()
+    if backward == "generated":
+        try:
+            from symbp.generated_step import GeneratedStep
+        except ModuleNotFoundError as e:
+            if e.name != "symbp.generated_step":
+                raise
+            raise TrainError("the generated backward is not available in this installation; "
+                             "use --backward autograd") from None
+        return GeneratedStep()
+    raise TrainError(f"unknown backward {backward!r}; choose {' or '.join(BACKWARDS)}")
+
+
+@torch.no_grad()
+def calibrate(params: dict, X, chunk: int = EVAL_CHUNK) -> dict:
+    """BatchNorm's inference statistics: mean and Bessel variance of ``hprebn`` over all of ``X``.
+
+    Two passes over chunks (the mean first, then the squared deviations from
+    it), accumulated in float64, so memory stays bounded and the variance does
+    not suffer the cancellation of a one-pass sum of squares.
+    """
+    n = X.shape[0]
+    if n < 2:
+        raise TrainError("calibrating BatchNorm needs at least 2 training examples")
+    total = sum(preactivation(params, X[i:i + chunk]).double().sum(0, keepdim=True)
+                for i in range(0, n, chunk))
+    mean = total / n
+    sq = sum(((preactivation(params, X[i:i + chunk]).double() - mean) ** 2).sum(0, keepdim=True)
+             for i in range(0, n, chunk))
+    dtype = params["W1"].dtype
+    return {"bnmean": mean.to(dtype), "bnvar": (sq / (n - 1)).to(dtype)}
+
+
+@torch.no_grad()
+def split_loss(params: dict, stats: dict, X, Y, chunk: int = EVAL_CHUNK) -> float:
+    """Mean cross-entropy over ``(X, Y)`` with BatchNorm in inference mode (the calibrated stats)."""
+    total = 0.0
+    for i in range(0, X.shape[0], chunk):
+        hprebn = preactivation(params, X[i:i + chunk])
+        logits = logits_from(params, hprebn, stats["bnmean"], stats["bnvar"])
+        total += F.cross_entropy(logits, Y[i:i + chunk], reduction="sum").item()
+    return total / X.shape[0]
+
+
+@torch.no_grad()
+def sample(params: dict, stats: dict, itos, block_size: int, n: int = 20, seed: int = DEFAULT_SEED):
+    """``n`` names drawn from the model, one character at a time until '.', reproducibly from ``seed``."""
+    g = torch.Generator(device=params["C"].device).manual_seed(seed)
+    names = []
+    for _ in range(n):
+        out, context = [], [0] * block_size
+        while len(out) < MAX_SAMPLE_LENGTH:
+            X = torch.tensor([context], device=params["C"].device)
+            logits = logits_from(params, preactivation(params, X), stats["bnmean"], stats["bnvar"])
+            ix = torch.multinomial(F.softmax(logits, dim=1), num_samples=1, generator=g).item()
+            if itos[ix] == TERMINATOR:
+                break
+            out.append(itos[ix])
+            context = context[1:] + [ix]
+        names.append("".join(out))
+    return names

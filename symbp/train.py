@@ -1,0 +1,368 @@
+"""Train the makemore MLP with plain SGD, checkpointing so that a stopped run can be resumed exactly.
+
+The schedule is the seeds': 200,000 steps of batch 32, learning rate 0.1 and
+then a tenth of it from halfway. One ``torch.Generator`` seeded with the seed
+draws the initial parameters and then every minibatch, as in the seeds, and
+its state is saved in each checkpoint: a run stopped at any step and resumed
+ends with exactly the parameters of a run that was never stopped.
+
+Ctrl-C is taken at the next step boundary (a second Ctrl-C stops at once and
+keeps the last periodic checkpoint), so a checkpoint never holds a
+half-applied update. A NaN or infinite loss stops training before the bad
+update and keeps the last good checkpoint.
+
+Files in the output folder: ``checkpoint.pt`` (loadable with
+``torch.load(weights_only=True)``: tensors, lists, dicts, numbers and strings
+only), ``metrics.json`` and ``loss.png``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from symbp.data import TrainError, build_vocab, load_words, resolve_input, split
+from symbp.fileio import write_atomic
+from symbp.model import (
+    BACKWARDS,
+    DEFAULT_SEED,
+    PARAM_NAMES,
+    calibrate,
+    count_params,
+    init_params,
+    make_step,
+    sample,
+    split_loss,
+)
+
+__all__ = ["TrainConfig", "TrainError", "CheckpointError", "TrainingError", "TrainingInterrupted",
+           "train", "load_checkpoint", "sample_from_checkpoint", "CHECKPOINT", "METRICS", "PLOT"]
+
+CHECKPOINT, METRICS, PLOT = "checkpoint.pt", "metrics.json", "loss.png"
+#: Steps per point of the loss curve, as in the seeds' plot.
+CURVE_CHUNK = 1000
+#: The model sizes a checkpoint must share with the configuration it is resumed under.
+SIZE_KEYS = ("vocab_size", "block_size", "n_embd", "n_hidden")
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(TrainError):
+    """A checkpoint that is missing, unreadable, or from another vocabulary, data set or model size."""
+
+
+class TrainingError(TrainError):
+    """Training diverged (NaN or infinite loss); the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training. ``step`` steps are done; ``saved`` says if a checkpoint holds them."""
+
+    def __init__(self, message: str, step: int, saved: bool):
+        super().__init__(message)
+        self.step, self.saved = step, saved
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a run. ``lr`` drops to ``lr/10`` at step ``steps // 2``."""
+
+    input: str | None = None
+    steps: int = 200_000
+    batch_size: int = 32
+    lr: float = 0.1
+    seed: int = DEFAULT_SEED
+    device: str = "cpu"
+    n_hidden: int = 200
+    n_embd: int = 10
+    block_size: int = 3
+    out: str = "runs/mlp"
+    resume: bool = False
+    backward: str = "generated"
+    checkpoint_every: int = 10_000
+    quiet: bool = False
+
+    def validate(self) -> None:
+        for name in ("steps", "n_hidden", "n_embd", "block_size", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise TrainError(f"{name.replace('_', '-')} must be a positive whole number, not {value!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 2:
+            raise TrainError(f"batch size must be at least 2 (BatchNorm with Bessel's correction divides "
+                             f"by n-1), not {self.batch_size!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise TrainError(f"the learning rate must be a positive number, not {self.lr!r}")
+        if self.backward not in BACKWARDS:
+            raise TrainError(f"unknown backward {self.backward!r}; choose {' or '.join(BACKWARDS)}")
+        self.torch_device()
+
+    def torch_device(self) -> torch.device:
+        try:
+            device = torch.device(self.device)
+        except RuntimeError:
+            raise TrainError(f"unknown device {self.device!r}; try cpu or cuda") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise TrainError(f"device {self.device!r} is not available here; use --device cpu")
+        return device
+
+    def lr_at(self, step: int) -> float:
+        return self.lr if step < self.steps // 2 else self.lr / 10
+
+
+def train(config: TrainConfig, callback=None, log=None) -> dict:
+    """Run (or resume) training and evaluate; returns the metrics also written to ``metrics.json``.
+
+    ``callback(step, loss)``, if given, is called after each completed step
+    (``step`` counts the steps done); raising ``KeyboardInterrupt`` from it
+    acts like Ctrl-C there, which is how tests stop a run at a chosen step.
+    ``log`` receives notes for the user (default: stderr, silenced by ``quiet``).
+    """
+    t_start = time.perf_counter()
+    config.validate()
+    log = log or (_silent if config.quiet else _stderr)
+    device = config.torch_device()
+    out = Path(config.out)
+    ckpt_path = out / CHECKPOINT
+
+    input_path = resolve_input(config.input, log=log)
+    words = load_words(input_path)
+    data_sha = hashlib.sha256(input_path.read_bytes()).hexdigest()
+    stoi, itos = build_vocab(words)
+    data = split(words, config.block_size, stoi)
+    Xtr, Ytr = (t.to(device) for t in data.train)
+    sizes = {"vocab_size": len(itos), "block_size": config.block_size, "n_embd": config.n_embd,
+             "n_hidden": config.n_hidden}
+    config = dataclasses.replace(config, input=str(input_path.resolve()))
+
+    g = torch.Generator().manual_seed(config.seed)  # on the CPU whatever the device: same draws everywhere
+    if config.resume:
+        ckpt = load_checkpoint(ckpt_path)
+        _check_compatible(ckpt, sizes, itos, data_sha, config, ckpt_path)
+        params = {k: v.to(device) for k, v in ckpt["params"].items()}
+        g.set_state(ckpt["generator"])
+        start, losses, trained_s = ckpt["step"], ckpt["losses"].tolist(), ckpt["train_seconds"]
+        if start:
+            log(f"symbp: resuming {ckpt_path} at step {start:,} of {config.steps:,}")
+    else:
+        if ckpt_path.exists():
+            raise CheckpointError(f"{ckpt_path} already exists; pass --resume to continue that run, "
+                                  "or choose another --out")
+        params = init_params(sizes["vocab_size"], config.block_size, config.n_embd, config.n_hidden,
+                             device=device, generator=g)
+        start, losses, trained_s = 0, [], 0.0
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrainError(f"cannot create output folder {str(out)!r}: {e.strerror}") from None
+
+    def save(step, stats=None):
+        _save_checkpoint(ckpt_path, {
+            "version": CHECKPOINT_VERSION, "params": {k: v.cpu() for k, v in params.items()},
+            "step": step, "generator": g.get_state(), "losses": torch.tensor(losses, dtype=torch.float32),
+            "train_seconds": trained_s + (time.perf_counter() - t_loop), "config": dataclasses.asdict(config),
+            "itos": itos, "sizes": sizes, "data_sha256": data_sha, "bn_stats": stats})
+
+    step_fn = make_step(config.backward)
+    log(f"symbp: {count_params(params):,} parameters, {Xtr.shape[0]:,} training examples, "
+        f"backward {config.backward}")
+    t_loop = time.perf_counter()
+    saved_step = start if config.resume else None
+    bar = _progress(config, start)
+    try:
+        with _sigint_at_step_boundary() as interrupted:
+            for step in range(start, config.steps):
+                if interrupted.is_set():
+                    raise KeyboardInterrupt
+                ix = torch.randint(0, Xtr.shape[0], (config.batch_size,), generator=g).to(device)
+                loss, grads = step_fn(params, Xtr[ix], Ytr[ix])
+                loss = loss.item()
+                if not math.isfinite(loss):
+                    raise TrainingError(f"the loss became {loss} at step {step:,}; "
+                                        + _kept(saved_step, ckpt_path) + "; try a smaller --lr")
+                lr = config.lr_at(step)
+                with torch.no_grad():
+                    for name in PARAM_NAMES:
+                        params[name].add_(grads[name], alpha=-lr)  # plain SGD: p -= lr * g
+                losses.append(math.log10(loss))
+                done = step + 1
+                if bar is not None:
+                    bar.update(1)
+                    if done % 100 == 0:
+                        bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+                if callback is not None:
+                    callback(done, loss)
+                if done % config.checkpoint_every == 0 and done < config.steps:
+                    if not all(torch.isfinite(p).all() for p in params.values()):
+                        raise TrainingError(f"the parameters became non-finite by step {done:,}; "
+                                            + _kept(saved_step, ckpt_path) + "; try a smaller --lr")
+                    save(done)
+                    saved_step = done
+    except _HardInterrupt:
+        raise TrainingInterrupted(f"interrupted; {_kept(saved_step, ckpt_path)}",
+                                  step=saved_step or 0, saved=saved_step is not None) from None
+    except KeyboardInterrupt:
+        done = len(losses)  # every step that finished appended its loss
+        save(done)
+        raise TrainingInterrupted(f"interrupted at step {done:,} of {config.steps:,}; checkpoint saved to "
+                                  f"{ckpt_path}; continue with: symbp train --resume --out {out}",
+                                  step=done, saved=True) from None
+    finally:
+        if bar is not None:
+            bar.close()
+
+    stats = calibrate(params, Xtr)
+    save(config.steps, stats)
+    trained_s += time.perf_counter() - t_loop
+    result = {name: split_loss(params, stats, *(t.to(device) for t in xy))
+              for name, xy in (("train", data.train), ("val", data.val), ("test", data.test))}
+    metrics = {
+        "loss": result, "steps": config.steps, "backward": config.backward,
+        "parameters": count_params(params), "examples": {k: int(v[0].shape[0]) for k, v in data._asdict().items()},
+        "train_seconds": round(trained_s, 3), "wall_seconds": round(time.perf_counter() - t_start, 3),
+        "config": dataclasses.asdict(config),
+    }
+    write_atomic(out / METRICS, json.dumps(metrics, indent=2) + "\n")
+    _plot(losses, out / PLOT, log)
+    return metrics
+
+
+def load_checkpoint(path) -> dict:
+    """A checkpoint written by ``train``, read without unpickling arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; train first (symbp train --out {path.parent})")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: pickle, zip and torch errors alike
+        raise CheckpointError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} is not a symbp training checkpoint")
+    return ckpt
+
+
+def sample_from_checkpoint(out, n: int = 20, seed: int = DEFAULT_SEED) -> list[str]:
+    """``n`` names from the model that ``train`` left in folder ``out``."""
+    path = Path(out) / CHECKPOINT
+    ckpt = load_checkpoint(path)
+    if ckpt["bn_stats"] is None:
+        raise CheckpointError(f"{path} is from an unfinished run (step {ckpt['step']:,} of "
+                              f"{ckpt['config']['steps']:,}); finish it with: symbp train --resume --out {out}")
+    if n < 0:
+        raise TrainError(f"the number of names must not be negative, not {n}")
+    return sample(ckpt["params"], ckpt["bn_stats"], ckpt["itos"], ckpt["sizes"]["block_size"], n, seed)
+
+
+def _check_compatible(ckpt, sizes, itos, data_sha, config, path) -> None:
+    """Refuse to resume what would not continue the same run."""
+    for key in SIZE_KEYS:
+        if ckpt["sizes"][key] != sizes[key]:
+            raise CheckpointError(f"{path} has {key} {ckpt['sizes'][key]}, but this run has {sizes[key]}"
+                                  + ("" if key == "vocab_size" else f"; pass --{key.replace('_', '-')} "
+                                     f"{ckpt['sizes'][key]} or another --out"))
+    if ckpt["itos"] != itos or ckpt["data_sha256"] != data_sha:
+        raise CheckpointError(f"{path} was trained on other data than {config.input}; "
+                              f"resume with -i {ckpt['config']['input']} or choose another --out")
+    if ckpt["step"] > config.steps:
+        raise CheckpointError(f"{path} is at step {ckpt['step']:,}, past --steps {config.steps:,}")
+
+
+def _save_checkpoint(path: Path, obj: dict) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a checkpoint is never half-written."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _kept(saved_step, path) -> str:
+    return (f"the checkpoint of step {saved_step:,} is kept in {path}" if saved_step is not None
+            else "no checkpoint was written")
+
+
+class _HardInterrupt(KeyboardInterrupt):
+    """A second Ctrl-C: stop now, mid-step, without saving."""
+
+
+@contextlib.contextmanager
+def _sigint_at_step_boundary():
+    """Turn the first Ctrl-C into a flag the loop checks between steps (main thread only)."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag.is_set():
+            raise _HardInterrupt
+        flag.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _progress(config: TrainConfig, start: int):
+    """A tqdm bar (step, loss, steps/s) on an interactive terminal; None otherwise."""
+    if config.quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=config.steps, initial=start, unit="step", dynamic_ncols=True, smoothing=0.05)
+
+
+def _plot(losses: list, path: Path, log) -> None:
+    """The seeds' curve: log10 of the loss averaged over chunks of 1,000 steps."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("symbp: matplotlib is not installed; skipping loss.png (pip install matplotlib)")
+        return
+    chunk = min(CURVE_CHUNK, max(1, len(losses) // 10))  # short runs still get a curve of ~10 points
+    t = torch.tensor(losses)
+    full = len(losses) // chunk * chunk
+    points = t[:full].view(-1, chunk).mean(1).tolist()
+    if full < len(losses):
+        points.append(t[full:].mean().item())
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot([chunk * (i + 0.5) for i in range(len(points))], points)
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"log10 loss (mean of {chunk:,} steps)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _silent(msg: str) -> None:
+    pass
