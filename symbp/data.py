@@ -76,7 +76,7 @@ def load_words(path) -> list[str]:
     try:
         text = raw.decode("utf-8-sig")  # a byte-order mark would otherwise become a character
     except UnicodeDecodeError as e:
-        raise DataError(f"input file {str(path)!r} is not UTF-8 text (bad byte at offset {e.start})") from None
+        raise DataError(f"input file {str(path)!r} is not UTF-8 (bad byte at offset {e.start})") from None
     words = []
     for lineno, line in enumerate(text.splitlines(), 1):
         word = line.strip()
@@ -147,7 +147,8 @@ def split(words, block_size: int, stoi=None) -> Splits:
     n1, n2 = int(0.8 * len(words)), int(0.9 * len(words))
     parts = (words[:n1], words[n1:n2], words[n2:])
     if not all(parts):
-        raise DataError(f"{len(words)} words are too few to split 80/10/10; at least 10 are needed")
+        raise DataError(f"{len(words)} words are too few to split 80/10/10 (a part would be empty); "
+                        "at least 6 are needed")
     return Splits(*(build_dataset(p, stoi, block_size) for p in parts))
 
 
