@@ -179,7 +179,9 @@ def t_name(expr) -> str:
 
 
 def _arg_doc(t) -> str:
-    dims = lambda ds: "(" + ", ".join(str(a) for a in ds) + ("," if len(ds) == 1 else "") + ")"
+    def dims(ds):
+        return "(" + ", ".join(str(a) for a in ds) + ("," if len(ds) == 1 else "") + ")"
+
     if t.role == "classes":
         return f"integer class indices {dims(t.index_dims)}, values in [0, {t.class_axis})"
     return f"{'parameter' if t.role == 'param' else 'input'} {dims(t.dims)}"

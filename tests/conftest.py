@@ -1,0 +1,58 @@
+"""Shared test helpers: one comparison with autograd, driven by the layer registry."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from symbp.check import autograd_reference
+from symbp.layers import builtin_names
+from symbp.render import variants
+
+REPO = Path(__file__).resolve().parents[1]
+NAMES_TXT = REPO.parent / "shared" / "data" / "names.txt"
+
+VARIANTS = [v for name in builtin_names() for v in variants(name)]
+
+
+def rel_err(got, want, floor=1e-300) -> float:
+    """max |got - want| / max |want|, with ``floor`` as the smallest denominator."""
+    scale = want.abs().max().item() if want.numel() else 0.0
+    return (got - want).abs().max().item() / max(scale, floor)
+
+
+def assert_matches_autograd(module, args, rtol=1e-10, grad_output=None):
+    """Every fused and chunked gradient equals autograd through the forward.
+
+    Errors are relative to each tensor's largest entry; a gradient that is zero
+    in exact arithmetic (the max-shift's ``dlogit_maxes``) is only rounding
+    noise, so the denominator never drops below 1e-4 of the largest gradient.
+    """
+    ref, dout = autograd_reference(module, args, grad_output)
+    floor = 1e-4 * max(v.abs().max().item() for v in ref.values() if v.numel())
+    _, ctx = module.forward(*args)
+    chunked = module.backward_chunked(ctx, dout)
+    assert chunked, "no chunked gradients"
+    for name, got in chunked.items():
+        assert name in ref, f"autograd has no gradient for {name}"
+        assert got.shape == ref[name].shape, name
+        assert rel_err(got, ref[name], floor) <= rtol, (name, rel_err(got, ref[name], floor))
+    fused = module.backward(ctx, dout)
+    diff = module.SPEC.differentiable
+    assert len(fused) == len(diff)
+    for t, got in zip(diff, fused):
+        want = ref["d" + t.name]
+        assert got.shape == want.shape, t.name
+        assert rel_err(got, want, floor) <= rtol, (t.name, rel_err(got, want, floor))
+
+
+@pytest.fixture(scope="session")
+def generated_modules():
+    """Each registered variant's module, rendered from the current spec."""
+    from symbp.check import load_generated
+
+    return {v.module: load_generated(v.layer, v.options) for v in VARIANTS}
+
+
+def pytest_configure(config):
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))

@@ -1,0 +1,239 @@
+"""Generated backward modules against torch autograd, for every registered layer."""
+
+import importlib
+import re
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import VARIANTS, assert_matches_autograd, rel_err
+from symbp.check import random_arguments
+
+SIZE_RANGES = {"n": (2, 512), "c": (2, 100), "v": (2, 100)}  # any other axis: features 1..300
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.module)
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_float64_matches_autograd_over_shapes(variant, data, generated_modules):
+    module = generated_modules[variant.module]
+    sizes = {a.name: data.draw(st.integers(*SIZE_RANGES.get(a.name, (1, 300))), label=a.name)
+             for a in module.SPEC.axis_list}
+    seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
+    args = random_arguments(module.SPEC, sizes, torch.float64, torch.Generator().manual_seed(seed))
+    assert_matches_autograd(module, args, rtol=1e-10)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.module)
+def test_gradcheck_on_function(variant, generated_modules):
+    module = generated_modules[variant.module]
+    sizes = {a.name: 5 if a.name == "n" else 4 for a in module.SPEC.axis_list}
+    args = random_arguments(module.SPEC, sizes, torch.float64, torch.Generator().manual_seed(1))
+    args = [a.requires_grad_() if a.is_floating_point() else a for a in args]
+    assert torch.autograd.gradcheck(module.Function.apply, tuple(args))
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.module)
+def test_generated_file_is_importable_and_current(variant, generated_modules):
+    """The committed module computes what the current spec renders."""
+    committed = importlib.import_module(f"generated.{variant.module}")
+    fresh = generated_modules[variant.module]
+    args = random_arguments(fresh.SPEC, {"n": 7}, torch.float64, torch.Generator().manual_seed(3))
+    out_a, ctx_a = committed.forward(*args)
+    out_b, ctx_b = fresh.forward(*args)
+    assert torch.equal(out_a, out_b)
+    dout = torch.ones_like(out_a)
+    for a, b in zip(committed.backward(ctx_a, dout), fresh.backward(ctx_b, dout)):
+        assert torch.equal(a, b)
+
+
+# --- the seeds' own chunked forward, written out by hand, as the reference ---
+
+def seeds_batchnorm(hprebn, bngain, bnbias, bessel=True):
+    n = hprebn.shape[0]
+    bnmeani = 1 / n * hprebn.sum(0, keepdim=True)
+    bndiff = hprebn - bnmeani
+    bndiff2 = bndiff**2
+    bnvar = 1 / ((n - 1) if bessel else n) * bndiff2.sum(0, keepdim=True)
+    bnvar_inv = (bnvar + 1e-5) ** -0.5
+    bnraw = bndiff * bnvar_inv
+    hpreact = bngain * bnraw + bnbias
+    return hpreact, dict(bnmeani=bnmeani, bndiff=bndiff, bndiff2=bndiff2, bnvar=bnvar,
+                         bnvar_inv=bnvar_inv, bnraw=bnraw)
+
+
+def seeds_cross_entropy(logits, Yb):
+    n = logits.shape[0]
+    logit_maxes = logits.max(1, keepdim=True).values
+    norm_logits = logits - logit_maxes
+    counts = norm_logits.exp()
+    counts_sum = counts.sum(1, keepdims=True)
+    counts_sum_inv = counts_sum**-1
+    probs = counts * counts_sum_inv
+    logprobs = probs.log()
+    loss = -logprobs[range(n), Yb].mean()
+    return loss, dict(logit_maxes=logit_maxes, norm_logits=norm_logits, counts=counts,
+                      counts_sum=counts_sum, counts_sum_inv=counts_sum_inv, probs=probs, logprobs=logprobs)
+
+
+def seeds_grads(fn, inputs, dout=None):
+    leaves = [x.detach().clone().requires_grad_(x.is_floating_point()) for x in inputs]
+    out, mids = fn(*leaves)
+    for t in mids.values():
+        t.retain_grad()
+    out.backward(torch.ones_like(out) if dout is None else dout)
+    grads = {"d" + k: v.grad for k, v in mids.items()}
+    return out, grads, [x.grad for x in leaves]
+
+
+@pytest.mark.parametrize("bessel", [True, False])
+@pytest.mark.parametrize("n, d", [(2, 1), (32, 64), (32, 200), (257, 3)])
+def test_batchnorm_against_seeds_forward_float64(bessel, n, d):
+    mod = importlib.import_module("generated.batchnorm" if bessel else "generated.batchnorm_biased")
+    g = torch.Generator().manual_seed(n * d)
+    x = torch.randn(n, d, dtype=torch.float64, generator=g) * 3 + 1
+    gain = 1 + 0.1 * torch.randn(1, d, dtype=torch.float64, generator=g)
+    bias = 0.1 * torch.randn(1, d, dtype=torch.float64, generator=g)
+    dy = torch.randn(n, d, dtype=torch.float64, generator=g)
+    out, ref, ref_inputs = seeds_grads(lambda *a: seeds_batchnorm(*a, bessel=bessel), [x, gain, bias], dy)
+    got_out, ctx = mod.forward(x, gain, bias)
+    assert rel_err(got_out, out.detach()) <= 1e-12
+    chunked = mod.backward_chunked(ctx, dy)
+    for name, want in ref.items():
+        assert rel_err(chunked[name], want) <= 1e-10, name
+    for got, want, name in zip(mod.backward(ctx, dy), ref_inputs, ("dhprebn", "dbngain", "dbnbias")):
+        assert rel_err(got, want) <= 1e-10, name
+        assert rel_err(chunked[name], want) <= 1e-10, name
+
+
+@pytest.mark.parametrize("n, c", [(2, 2), (32, 27), (500, 100)])
+def test_cross_entropy_against_seeds_forward_float64(n, c):
+    import generated.cross_entropy as mod
+
+    g = torch.Generator().manual_seed(n + c)
+    logits = torch.randn(n, c, dtype=torch.float64, generator=g) * 4
+    y = torch.randint(0, c, (n,), generator=g)
+    loss, ref, (dlogits, _) = seeds_grads(seeds_cross_entropy, [logits, y])
+    got_loss, ctx = mod.forward(logits, y)
+    assert abs(got_loss.item() - loss.item()) <= 1e-12 * abs(loss.item())
+    dloss = torch.ones_like(got_loss)
+    chunked = mod.backward_chunked(ctx, dloss)
+    floor = 1e-4 * dlogits.abs().max().item()  # dlogit_maxes is zero up to rounding
+    for name, want in ref.items():
+        assert rel_err(chunked[name], want, floor) <= 1e-10, name
+    assert rel_err(chunked["dlogits"], dlogits) <= 1e-10
+    assert rel_err(mod.backward(ctx, dloss)[0], dlogits) <= 1e-10
+
+
+def test_float32_fused_within_seeds_maxdiff_order():
+    """At the seeds' sizes the fused gradients sit within float32 rounding of autograd."""
+    import generated.batchnorm as bn
+    import generated.cross_entropy as ce
+
+    g = torch.Generator().manual_seed(2147483647)
+    n, d, c = 32, 64, 27
+    logits = torch.randn(n, c, generator=g)
+    y = torch.randint(0, c, (n,), generator=g)
+    _, _, (dlogits, _) = seeds_grads(seeds_cross_entropy, [logits, y])
+    _, ctx = ce.forward(logits, y)
+    ce_diff = (ce.backward(ctx, torch.ones(()))[0] - dlogits).abs().max().item()
+    x = torch.randn(n, d, generator=g)
+    gain = 1 + 0.1 * torch.randn(1, d, generator=g)
+    bias = 0.1 * torch.randn(1, d, generator=g)
+    dy = torch.randn(n, d, generator=g) * 0.01 / n  # the scale of a mean loss's upstream gradient
+    _, _, (dx, _, _) = seeds_grads(seeds_batchnorm, [x, gain, bias], dy)
+    _, ctx = bn.forward(x, gain, bias)
+    bn_diff = (bn.backward(ctx, dy)[0] - dx).abs().max().item()
+    assert ce_diff < 5e-8 and bn_diff < 5e-8, (ce_diff, bn_diff)  # seeds: 5e-9 and 9e-10
+
+
+def test_huge_logits_give_finite_correct_gradients():
+    """The fused gradient needs only probs, so it stays finite where probs underflow.
+
+    (The seeds' chunked chain divides by probs and takes log(probs), so its
+    loss and intermediate gradients overflow here, exactly as in the seeds.)
+    """
+    import generated.cross_entropy as ce
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(16, 10, dtype=torch.float64, generator=g) * 1e4
+    y = torch.randint(0, 10, (16,), generator=g)
+    leaf = logits.clone().requires_grad_()
+    torch.nn.functional.cross_entropy(leaf, y).backward()
+    loss, ctx = ce.forward(logits, y)
+    dlogits = ce.backward(ctx, torch.ones_like(loss))[0]
+    assert torch.isfinite(dlogits).all()
+    assert torch.allclose(dlogits, leaf.grad, rtol=1e-10, atol=1e-12)
+    leaf2 = logits.clone().requires_grad_()
+    (dl2,) = torch.autograd.grad(ce.Function.apply(leaf2, y), [leaf2])
+    assert torch.isfinite(dl2).all() and torch.allclose(dl2, leaf.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_constant_feature_column_gives_finite_gradients():
+    import generated.batchnorm as bn
+
+    x = torch.randn(32, 5, dtype=torch.float64)
+    x[:, 2] = 3.0
+    gain, bias = torch.ones(1, 5, dtype=torch.float64), torch.zeros(1, 5, dtype=torch.float64)
+    _, ctx = bn.forward(x, gain, bias)
+    dy = torch.randn(32, 5, dtype=torch.float64)
+    assert all(torch.isfinite(gr).all() for gr in bn.backward(ctx, dy))
+    assert all(torch.isfinite(v).all() for v in bn.backward_chunked(ctx, dy).values())
+
+
+def test_batch_of_one_with_bessel_is_a_clear_error():
+    import generated.batchnorm as bn
+    import generated.batchnorm_biased as biased
+
+    with pytest.raises(ValueError, match="n - 1 must be positive"):
+        bn.forward(torch.randn(1, 4), torch.ones(1, 4), torch.zeros(1, 4))
+    with pytest.raises(ValueError, match="n - 1 must be positive"):
+        bn.Function.apply(torch.randn(1, 4), torch.ones(1, 4), torch.zeros(1, 4))
+    out, _ = biased.forward(torch.randn(1, 4), torch.ones(1, 4), torch.zeros(1, 4))
+    assert torch.isfinite(out).all()
+
+
+def test_functions_inside_an_autograd_graph():
+    import generated.batchnorm as bn
+    import generated.cross_entropy as ce
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(64, 20, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(20, 12, dtype=torch.float64, generator=g, requires_grad=True)
+    gain = torch.ones(1, 12, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(1, 12, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 12, (64,), generator=g)
+    loss = ce.Function.apply(torch.tanh(bn.Function.apply(x @ w, gain, bias)), y)
+    got = torch.autograd.grad(loss, [x, w, gain, bias])
+    ref_loss = torch.nn.functional.cross_entropy(torch.tanh(seeds_batchnorm(x @ w, gain, bias)[0]), y)
+    want = torch.autograd.grad(ref_loss, [x, w, gain, bias])
+    for a, b in zip(got, want):
+        assert rel_err(a, b) <= 1e-10
+
+
+GENERATED_PY = sorted((importlib.import_module("generated").__path__[0] + "/" + v.module + ".py")
+                      for v in VARIANTS)
+
+
+@pytest.mark.parametrize("path", GENERATED_PY, ids=lambda p: p.rsplit("/", 1)[1])
+def test_generated_code_quality(path):
+    src = open(path, encoding="utf-8").read()
+    assert src.startswith("# @generated by symbp from templates/")
+    assert "Do not edit" in src.splitlines()[1]
+    import ast
+    import io
+    import tokenize
+
+    names = [t.string for t in tokenize.generate_tokens(io.StringIO(src).readline) if t.type == tokenize.NAME]
+    for banned in ("float64", "float32", "double", "cpu", "cuda", "item", "range", "tolist", "numpy"):
+        assert banned not in names, banned
+    loops = [n for n in ast.walk(ast.parse(src))
+             if isinstance(n, (ast.For, ast.While, ast.ListComp, ast.GeneratorExp, ast.DictComp))]
+    assert not loops, "no Python loops in generated code"
+    assert "one_hot" not in src or "@ torch.nn.functional.one_hot" not in src  # no dense one-hot matmul
+    # every gradient line says which forward binding it differentiates or that it is fused
+    for line in src.splitlines():
+        if re.match(r"\s+d\w+ = ", line):
+            assert "# " in line and ("through " in line or "fused" in line), line

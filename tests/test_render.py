@@ -1,0 +1,74 @@
+"""generated/ is current, reproducible, written atomically, and safe from injected names."""
+
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from conftest import REPO
+from symbp import render
+from symbp.cli import main
+
+
+def test_generated_is_up_to_date():
+    """The suite's staleness gate: `symbp generate --check` finds nothing to change."""
+    r = subprocess.run([sys.executable, "-m", "symbp", "generate", "--check"], capture_output=True,
+                       text=True, cwd=REPO)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+
+
+def test_regeneration_is_byte_identical():
+    first, second = render.render_all(), render.render_all()
+    assert first == second
+    for name, text in first.items():
+        assert (REPO / "generated" / name).read_bytes() == text.encode("utf-8"), name
+        assert "20" + "26-" not in text  # no dates
+
+
+def test_hand_edit_is_reported_with_a_diff(tmp_path, capsys):
+    out = tmp_path / "gen"
+    shutil.copytree(REPO / "generated", out)
+    path = out / "batchnorm.py"
+    path.write_text(path.read_text().replace("bnraw = ", "bnraw = 1.0001*", 1))
+    assert main(["generate", "--check", "-o", str(out)]) == 1
+    diff = capsys.readouterr().out
+    assert "-    bnraw = 1.0001*" in diff and "+    bnraw = " in diff
+    # and generate repairs it, touching only that file
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert main(["generate", "-o", str(out)]) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    changed = [n for n in after if after[n] != before.get(n)]
+    assert changed == ["batchnorm.py"]
+    assert main(["generate", "--check", "-o", str(out)]) == 0
+    assert not list(out.glob(".*.tmp"))  # no temp files left behind
+
+
+def test_generate_into_missing_folder_is_an_error(tmp_path):
+    assert main(["generate", "-o", str(tmp_path / "missing")]) == 2
+
+
+@pytest.mark.parametrize("bad", ["x; import os", "class", "a-b", "1x"])
+def test_names_that_are_not_identifiers_are_rejected(bad):
+    from symbp.spec import Spec, SpecError
+
+    with pytest.raises(SpecError, match="not a plain Python identifier"):
+        s = Spec("ok", "ok")
+        s.axes("n")
+        s.input(bad, (s.axis_list[0],))
+    with pytest.raises(SpecError, match="not a plain Python identifier"):
+        Spec(bad, "layer")
+
+
+def test_wheel_ships_generated_modules_and_templates(tmp_path):
+    """A non-editable install carries generated/ and the templates."""
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                        "-w", str(tmp_path), str(REPO)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot build a wheel here: {r.stderr.strip().splitlines()[-1:]}")
+    (wheel,) = tmp_path.glob("symbp-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for must in ("generated/__init__.py", "generated/batchnorm.py", "generated/cross_entropy.md",
+                 "symbp/templates/layer.py.j2", "symbp/layers/batchnorm.py"):
+        assert must in names, must
