@@ -10,4 +10,7 @@ MODULES = [
     "batchnorm",
     "batchnorm_biased",
     "cross_entropy",
+    "embedding",
+    "linear",
+    "tanh",
 ]

@@ -244,12 +244,12 @@ class TorchCode(TorchPrinter):
             return self._scaled(coeff, code), tuple(y.index_dims) + tuple(do[1:])
         if set(axes) == set(y.index_dims) and do[: len(y.index_dims)] == y.index_dims:
             rest = do[len(y.index_dims):]
-            shape = ", ".join(a.name for a in (c,) + tuple(rest))
+            shape = ", ".join(a.name for a in (c,) + tuple(rest)) + ("," if not rest else "")
             flat = ", ".join(["-1"] + [a.name for a in rest])
             body = self._print(other)
             if not other.is_Symbol:
                 body = f"({body})"
-            code = (f"{body}.new_zeros(({shape},)).index_add_(0, {name}.reshape(-1), "
+            code = (f"{body}.new_zeros(({shape})).index_add_(0, {name}.reshape(-1), "
                     f"{body}.reshape({flat}))")
             return self._scaled(coeff, code), (c,) + tuple(rest)
         return None  # falls back to a dense one_hot times ``other``, still vectorised
@@ -270,6 +270,10 @@ def shape_code(dims) -> str:
 
 def lower_expr(printer: TorchCode, expr, target_dims) -> str:
     """Code for ``expr`` laid out in ``target_dims``."""
+    if isinstance(expr, Sum) and printer._contraction(expr) is None:
+        inner = printer.dims(expr.body)
+        if tuple(a for a in inner if a != expr.axis) == tuple(target_dims) and expr.axis in inner:
+            return printer._method(expr.body, f"sum({inner.index(expr.axis)})")  # no kept dim
     code = printer.doprint(expr)
     got = printer.dims(expr)
     if got == tuple(target_dims):
