@@ -53,7 +53,8 @@ def add_parsers(subparsers) -> None:
     t.set_defaults(func=cmd_train)
 
     s = subparsers.add_parser("sample", help="print names from a trained model",
-                              description="Print names drawn from the model that `symbp train` left in --out.")
+                              description="Print names drawn from the model that `symbp train` left "
+                                          "in --out.")
     s.add_argument("--out", default=DEFAULT_OUT, help=f"the training folder (default {DEFAULT_OUT})")
     s.add_argument("-n", type=int, default=20, help="how many names (default 20)")
     s.add_argument("--seed", type=int, default=None, help="sampling seed (default 2147483647)")
@@ -80,7 +81,7 @@ def cmd_train(args) -> int:
     try:
         metrics = train(config_from_args(args))
     except TrainingInterrupted as e:
-        _error(str(e))
+        print(f"symbp: {e}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except TrainingError as e:
         _error(str(e))

@@ -228,7 +228,8 @@ def train(config: TrainConfig, callback=None, log=None) -> dict:
               for name, xy in (("train", data.train), ("val", data.val), ("test", data.test))}
     metrics = {
         "loss": result, "steps": config.steps, "backward": config.backward,
-        "parameters": count_params(params), "examples": {k: int(v[0].shape[0]) for k, v in data._asdict().items()},
+        "parameters": count_params(params),
+        "examples": {k: int(v[0].shape[0]) for k, v in data._asdict().items()},
         "train_seconds": round(trained_s, 3), "wall_seconds": round(time.perf_counter() - t_start, 3),
         "config": dataclasses.asdict(config),
     }
@@ -257,7 +258,8 @@ def sample_from_checkpoint(out, n: int = 20, seed: int = DEFAULT_SEED) -> list[s
     ckpt = load_checkpoint(path)
     if ckpt["bn_stats"] is None:
         raise CheckpointError(f"{path} is from an unfinished run (step {ckpt['step']:,} of "
-                              f"{ckpt['config']['steps']:,}); finish it with: symbp train --resume --out {out}")
+                              f"{ckpt['config']['steps']:,}); finish it with: "
+                              f"symbp train --resume --out {out}")
     if n < 0:
         raise TrainError(f"the number of names must not be negative, not {n}")
     return sample(ckpt["params"], ckpt["bn_stats"], ckpt["itos"], ckpt["sizes"]["block_size"], n, seed)
