@@ -1,7 +1,6 @@
 """The whole MLP step on generated code equals autograd, and uses no autograd at all."""
 
 import ast
-from pathlib import Path
 
 import pytest
 import torch
