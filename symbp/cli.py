@@ -4,6 +4,8 @@
     symbp derive LAYER [--format text|latex|markdown] [-o FILE] [--OPTION VALUE ...]
     symbp generate [LAYER ...] [-o OUTDIR] [--check]
     symbp check LAYER [--batch N] [--dtype float32|float64] [--OPTION VALUE ...]
+    symbp train [-i FILE] [--steps N] [--backward generated|autograd] [--out DIR] [--resume] ...
+    symbp sample [--out DIR] [-n 20]
 
 A layer's own options (``--eps 1e-3``, ``--variance biased``) follow the
 layer name. Every failure the user can cause is one line on stderr and exit
@@ -67,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     c.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     c.add_argument("--seed", type=int, default=0)
+    from symbp.cli_train import add_parsers  # train, sample (imports torch only when run)
+
+    add_parsers(sub)
     return p
 
 
@@ -160,6 +165,7 @@ COMMANDS = {"list": cmd_list, "derive": cmd_derive, "generate": cmd_generate, "c
 
 
 def main(argv=None) -> int:
+    from symbp.data import TrainError
     from symbp.fileio import OutputError
     from symbp.layers import LayerError
     from symbp.spec import SpecError
@@ -168,8 +174,10 @@ def main(argv=None) -> int:
         args, extra = build_parser().parse_known_args(argv)
         if extra and args.command not in ("derive", "check"):
             raise UsageError(f"unexpected arguments: {' '.join(extra)}")
-        return COMMANDS[args.command](args, extra)
-    except (UsageError, LayerError, SpecError, OutputError) as e:
+        if args.command in COMMANDS:
+            return COMMANDS[args.command](args, extra)
+        return args.func(args)
+    except (UsageError, LayerError, SpecError, OutputError, TrainError) as e:
         print(f"symbp: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
