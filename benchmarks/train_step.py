@@ -1,0 +1,215 @@
+"""Time one training step of the makemore MLP three ways: generated, autograd, and by hand.
+
+    python benchmarks/train_step.py [--batches 32 4096] [--rounds 7] [--seconds 0.3] [--no-memory]
+
+* ``generated``: ``symbp.model.make_step('generated')``, symbp's emitted backward (skipped, with a
+  note, where this installation has none);
+* ``autograd``: ``symbp.model.AutogradStep``, torch autograd, the baseline every ratio is against;
+* ``hand-written``: the seeds' exercise-4 step below, fused BatchNorm and cross-entropy backward.
+
+A step is forward + backward on one minibatch (the SGD update, the same for
+all three, is left out). Before timing, each variant's loss and gradients
+are checked against autograd with ``torch.allclose``; a mismatch stops the
+benchmark, since timing a wrong answer means nothing.
+
+Timing is interleaved in one process: each round runs every variant back to
+back (in a rotating order) for about ``--seconds``, and the per-step time
+reported is the median over rounds. Interleaving exposes all variants to the
+same machine state (frequency, other load), which a variant-after-variant run
+does not. torch's thread count is left at its default.
+
+Peak memory is measured in a fresh process per variant and batch size,
+because torch's CPU allocator has no peak counter and ``tracemalloc`` does
+not see torch's allocations. The child builds the parameters and batch, runs
+the step 3 times to warm up (lazy initialisation is not per-step cost), then
+resets the kernel's resident-set high-water mark (``echo 5 >
+/proc/self/clear_refs``, Linux), runs 20 more steps and reports ``VmHWM``
+minus the ``VmRSS`` at the reset: how far resident memory rose above the
+steady state while stepping (activations, gradients, autograd's graph), in
+MiB. It is honest but coarse: it counts whole pages, and memory the
+allocator keeps cached counts only if it was not already resident, so
+figures under about 1 MiB are noise. (A process-wide ``ru_maxrss`` would be
+useless here: the peak while importing torch is higher than any step's.)
+Where ``/proc`` cannot do this, memory is reported as n/a.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from symbp.data import TrainError
+from symbp.model import BN_EPS, PARAM_NAMES, AutogradStep, init_params, make_step
+
+VOCAB, BLOCK = 27, 3
+
+
+class HandWrittenStep:
+    """The seeds' exercise-4 backward: fused cross-entropy and BatchNorm, no autograd.
+
+    ``dlogits = softmax(logits); dlogits[range(n), Yb] -= 1; dlogits /= n`` and
+    ``dhprebn = bngain*bnvar_inv/n * (n*dhpreact - Σ dhpreact - n/(n-1)*bnraw*Σ(dhpreact*bnraw))``;
+    the embedding gradient is one ``index_add_`` instead of the seeds' Python loop.
+    """
+
+    name = "hand-written"
+
+    @torch.no_grad()
+    def __call__(self, params, Xb, Yb):
+        C, W1, b1, W2, b2, bngain, bnbias = (params[k] for k in PARAM_NAMES)
+        n, n_embd = Xb.shape[0], C.shape[1]
+        # forward
+        emb = C[Xb]  # (n, block, n_embd)
+        embcat = emb.view(n, -1)  # (n, block*n_embd)
+        hprebn = embcat @ W1 + b1  # (n, n_hidden)
+        bnmean = hprebn.mean(0, keepdim=True)
+        bnvar = hprebn.var(0, keepdim=True, unbiased=True)
+        bnvar_inv = (bnvar + BN_EPS) ** -0.5
+        bnraw = (hprebn - bnmean) * bnvar_inv
+        hpreact = bngain * bnraw + bnbias
+        h = torch.tanh(hpreact)
+        logits = h @ W2 + b2  # (n, vocab)
+        loss = F.cross_entropy(logits, Yb)
+        # backward
+        dlogits = F.softmax(logits, 1)
+        dlogits[torch.arange(n, device=Yb.device), Yb] -= 1
+        dlogits /= n
+        dh = dlogits @ W2.T
+        dW2 = h.T @ dlogits
+        db2 = dlogits.sum(0)
+        dhpreact = (1.0 - h**2) * dh
+        dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
+        dbnbias = dhpreact.sum(0, keepdim=True)
+        dhprebn = bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bnraw
+                                            * (dhpreact * bnraw).sum(0))
+        dembcat = dhprebn @ W1.T
+        dW1 = embcat.T @ dhprebn
+        db1 = dhprebn.sum(0)
+        demb = dembcat.view(emb.shape)
+        dC = torch.zeros_like(C)
+        dC.index_add_(0, Xb.view(-1), demb.view(-1, n_embd))
+        return loss, dict(zip(PARAM_NAMES, (dC, dW1, db1, dW2, db2, dbngain, dbnbias)))
+
+
+def variants() -> dict:
+    """``{name: step}``; the generated step only where it is installed."""
+    out = {}
+    try:
+        out["generated"] = make_step("generated")
+    except TrainError as e:
+        print(f"note: skipping the generated step: {e}", file=sys.stderr)
+    out["autograd"] = AutogradStep()
+    out["hand-written"] = HandWrittenStep()
+    return out
+
+
+def problem(batch: int, seed: int = 0):
+    """The default model (n_embd 10, n_hidden 200, vocabulary 27, block 3) and a random batch."""
+    params = init_params(VOCAB, BLOCK)
+    g = torch.Generator().manual_seed(seed)
+    return params, torch.randint(0, VOCAB, (batch, BLOCK), generator=g), torch.randint(0, VOCAB, (batch,),
+                                                                                        generator=g)
+
+
+def check(steps: dict, batch: int) -> None:
+    params, Xb, Yb = problem(batch)
+    ref_loss, ref = AutogradStep()(params, Xb, Yb)
+    for name, step in steps.items():
+        loss, grads = step(params, Xb, Yb)
+        bad = [k for k in PARAM_NAMES if not torch.allclose(grads[k], ref[k], rtol=1e-4, atol=1e-6)]
+        if not torch.allclose(loss, ref_loss) or bad:
+            sys.exit(f"{name} disagrees with autograd at batch {batch}: loss {loss.item()} vs "
+                     f"{ref_loss.item()}, gradients {bad or 'ok'}")
+        diff = max((grads[k] - ref[k]).abs().max().item() for k in PARAM_NAMES)
+        print(f"  {name:13s} matches autograd at batch {batch} (max |diff| {diff:.1e})")
+
+
+def time_steps(steps: dict, batch: int, rounds: int, seconds: float) -> dict:
+    """Median seconds per step of each variant, timed interleaved over ``rounds`` rounds."""
+    params, Xb, Yb = problem(batch)
+    reps = {}
+    for name, step in steps.items():  # warm up, and size each variant's run to about `seconds`
+        for _ in range(3):
+            step(params, Xb, Yb)
+        t0 = time.perf_counter()
+        step(params, Xb, Yb)
+        reps[name] = max(3, int(seconds / max(time.perf_counter() - t0, 1e-6)))
+    times = {name: [] for name in steps}
+    names = list(steps)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            step = steps[name]
+            t0 = time.perf_counter()
+            for _ in range(reps[name]):
+                step(params, Xb, Yb)
+            times[name].append((time.perf_counter() - t0) / reps[name])
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def step_memory_mib(variant: str, batch: int):
+    """How far a fresh process's resident memory rises while ``variant`` steps; None if unmeasurable."""
+    r = subprocess.run([sys.executable, __file__, "--child", variant, "--batches", str(batch)],
+                       capture_output=True, text=True, check=True)
+    value = r.stdout.split()[-1]
+    return None if value == "n/a" else float(value) / 1024  # /proc reports KiB
+
+
+def _proc_status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
+
+
+def child(variant: str, batch: int) -> None:
+    params, Xb, Yb = problem(batch)
+    step = variants()[variant]
+    for _ in range(3):
+        step(params, Xb, Yb)
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # reset VmHWM to the current VmRSS
+        start = _proc_status_kib("VmRSS")
+    except OSError:
+        print("n/a")
+        return
+    for _ in range(20):
+        step(params, Xb, Yb)
+    print(_proc_status_kib("VmHWM") - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", type=int, nargs="+", default=[32, 4096])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--seconds", type=float, default=0.3, help="time per variant per round")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args.child, args.batches[0])
+
+    steps = variants()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    for batch in args.batches:
+        check(steps, batch)
+    for batch in args.batches:
+        med = time_steps(steps, batch, args.rounds, args.seconds)
+        mem = {} if args.no_memory else {name: step_memory_mib(name, batch) for name in steps}
+        print(f"\nbatch {batch}: median of {args.rounds} interleaved rounds"
+              + ("" if args.no_memory else "; peak MiB = rise of resident memory while stepping"))
+        header = f"  {'variant':13s} {'us/step':>9s} {'vs autograd':>12s}"
+        print(header + (f" {'peak MiB':>9s}" if mem else ""))
+        for name, t in med.items():
+            line = f"  {name:13s} {t * 1e6:9.1f} {med['autograd'] / t:11.2f}x"
+            if mem:
+                line += f" {mem[name]:9.1f}" if mem[name] is not None else f" {'n/a':>9s}"
+            print(line)
+
+
+if __name__ == "__main__":
+    main()
