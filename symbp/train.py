@@ -132,6 +132,7 @@ def train(config: TrainConfig, callback=None, log=None) -> dict:
     config.validate()
     log = log or (_silent if config.quiet else _stderr)
     device = config.torch_device()
+    step_fn = make_step(config.backward)
     out = Path(config.out)
     ckpt_path = out / CHECKPOINT
 
@@ -173,7 +174,6 @@ def train(config: TrainConfig, callback=None, log=None) -> dict:
             "train_seconds": trained_s + (time.perf_counter() - t_loop), "config": dataclasses.asdict(config),
             "itos": itos, "sizes": sizes, "data_sha256": data_sha, "bn_stats": stats})
 
-    step_fn = make_step(config.backward)
     log(f"symbp: {count_params(params):,} parameters, {Xtr.shape[0]:,} training examples, "
         f"backward {config.backward}")
     t_loop = time.perf_counter()
@@ -209,7 +209,8 @@ def train(config: TrainConfig, callback=None, log=None) -> dict:
                     save(done)
                     saved_step = done
     except _HardInterrupt:
-        raise TrainingInterrupted(f"interrupted; {_kept(saved_step, ckpt_path)}",
+        resume = f"; continue with: symbp train --resume --out {out}" if saved_step is not None else ""
+        raise TrainingInterrupted(f"interrupted; {_kept(saved_step, ckpt_path)}{resume}",
                                   step=saved_step or 0, saved=saved_step is not None) from None
     except KeyboardInterrupt:
         done = len(losses)  # every step that finished appended its loss
@@ -281,14 +282,19 @@ def _check_compatible(ckpt, sizes, itos, data_sha, config, path) -> None:
 
 def _save_checkpoint(path: Path, obj: dict) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename: a checkpoint is never half-written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise TrainError(f"cannot write checkpoint {path}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise TrainError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
         raise
 
 

@@ -466,3 +466,14 @@ def test_cli_divergence_exits_1(words_file, tmp_path, capsys):
     assert run_cli("train", *small_cli_args(words_file, tmp_path / "run"), "--lr", "1e30") == 1
     err = capsys.readouterr().err
     assert err.startswith("symbp: error: the loss became") and err.count("\n") == 1
+
+
+def test_training_on_the_generated_backward_follows_autograd(words_file, tmp_path):
+    pytest.importorskip("symbp.generated_step")
+    a = train(config(words_file, tmp_path / "autograd"))
+    b = train(config(words_file, tmp_path / "generated", backward="generated"))
+    pa = load_checkpoint(tmp_path / "autograd" / "checkpoint.pt")["params"]
+    pb = load_checkpoint(tmp_path / "generated" / "checkpoint.pt")["params"]
+    for k in PARAM_NAMES:
+        torch.testing.assert_close(pb[k], pa[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
