@@ -11,6 +11,10 @@ MODULES = [
     "batchnorm_biased",
     "cross_entropy",
     "embedding",
+    "layernorm",
     "linear",
+    "mse",
+    "rmsnorm",
+    "softmax",
     "tanh",
 ]

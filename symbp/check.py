@@ -79,28 +79,29 @@ def compare(module, args, grad_output=None) -> list:
     """The seeds' table: chunked and fused gradients against autograd.
 
     ``approximate`` is ``torch.allclose`` with its default rtol and an atol
-    scaled to the tensor (1e-6 of its largest entry in float32, 1e-12 in
-    float64), so a gradient whose entries happen to pass near zero is judged
-    by float rounding, not by an absolute 1e-8 tuned to one problem's scale.
+    scaled to the largest gradient of the backward pass (1e-6 of it in
+    float32, 1e-12 in float64), so entries near zero, and gradients that are
+    zero in exact arithmetic (a max-shift's), are judged by float rounding
+    rather than by an absolute 1e-8 tuned to one problem's scale.
     """
     ref, dout = autograd_reference(module, args, grad_output)
     _, ctx = module.forward(*[a.detach() for a in args])
+    biggest = max((float(v.abs().max()) for v in ref.values() if v.numel()), default=0.0)
     rows = []
     chunked = module.backward_chunked(ctx, dout)
     for name, got in chunked.items():
-        rows.append(_row(name, got, ref.get(name)))
+        rows.append(_row(name, got, ref.get(name), biggest))
     fused = module.backward(ctx, dout)
     spec = module.SPEC
     for t, got in zip(spec.differentiable, fused):
-        rows.append(_row(f"d{t.name} (fused)", got, ref.get("d" + t.name)))
+        rows.append(_row(f"d{t.name} (fused)", got, ref.get("d" + t.name), biggest))
     return rows
 
 
-def _row(name, got, want) -> Row:
+def _row(name, got, want, biggest) -> Row:
     if want is None or got.shape != want.shape:
         return Row(name, False, False, float("inf"))
     diff = (got - want).abs()
-    scale = 1e-6 if want.dtype == torch.float32 else 1e-12
-    atol = 1e-8 + scale * float(want.abs().max()) if want.numel() else 1e-8
+    atol = 1e-8 + (1e-6 if want.dtype == torch.float32 else 1e-12) * biggest
     return Row(name, bool(torch.equal(got, want)), bool(torch.allclose(got, want, atol=atol)),
                float(diff.max()) if diff.numel() else 0.0)

@@ -128,3 +128,31 @@ def test_derive_does_not_import_torch(tmp_path):
             "print('torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "False", r.stderr
+
+
+@pytest.mark.parametrize("layer", ["batchnorm", "cross_entropy"])
+def test_check_prints_the_seeds_table_and_passes(layer, capsys):
+    assert main(["check", layer]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "| exact:" in line]
+    names = {"batchnorm": ("dbnraw", "dbnvar_inv", "dbndiff2", "dbnmeani", "dhprebn (fused)"),
+             "cross_entropy": ("dlogprobs", "dcounts_sum_inv", "dlogit_maxes", "dlogits (fused)")}[layer]
+    for name in names:
+        assert any(r.startswith(name + " ") for r in rows), name
+    assert all("approximate: True" in r for r in rows)
+
+
+def test_check_fails_when_a_gradient_is_wrong(monkeypatch, capsys):
+    import symbp.check as chk
+
+    real = chk.load_generated
+
+    def broken(*a, **k):
+        mod = real(*a, **k)
+        good = mod.backward
+        mod.backward = lambda ctx, g: tuple(x * 1.01 for x in good(ctx, g))
+        return mod
+
+    monkeypatch.setattr(chk, "load_generated", broken)
+    assert main(["check", "batchnorm"]) == 1
+    assert "approximate: False" in capsys.readouterr().out
