@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -130,7 +131,7 @@ def train(config: TrainConfig, callback=None, log=None) -> dict:
     """
     t_start = time.perf_counter()
     config.validate()
-    log = log or (_silent if config.quiet else _stderr)
+    log = log or ((lambda msg: None) if config.quiet else functools.partial(print, file=sys.stderr))
     device = config.torch_device()
     step_fn = make_step(config.backward)
     out = Path(config.out)
@@ -366,11 +367,3 @@ def _plot(losses: list, path: Path, log) -> None:
         plt.close(fig)
         if tmp.exists():
             tmp.unlink()
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr)
-
-
-def _silent(msg: str) -> None:
-    pass
