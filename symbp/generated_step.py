@@ -31,13 +31,14 @@ class GeneratedStep:
         if Xb.shape[0] < 2:
             raise TrainError("BatchNorm with Bessel's correction needs a batch of at least 2 examples")
         p = params
-        emb, emb_ctx = embedding.forward(p["C"], Xb)  # (n, block, n_embd)
+        # chunked=False: each layer keeps only what its fused backward reads
+        emb, emb_ctx = embedding.forward(p["C"], Xb, chunked=False)  # (n, block, n_embd)
         embcat = emb.view(emb.shape[0], -1)  # (n, block*n_embd)
-        hprebn, l1_ctx = linear.forward(embcat, p["W1"], p["b1"])  # (n, n_hidden)
-        hpreact, bn_ctx = batchnorm.forward(hprebn, p["bngain"], p["bnbias"], eps=BN_EPS)
-        h, tanh_ctx = tanh.forward(hpreact)
-        logits, l2_ctx = linear.forward(h, p["W2"], p["b2"])  # (n, vocab)
-        loss, ce_ctx = cross_entropy.forward(logits, Yb)
+        hprebn, l1_ctx = linear.forward(embcat, p["W1"], p["b1"], chunked=False)  # (n, n_hidden)
+        hpreact, bn_ctx = batchnorm.forward(hprebn, p["bngain"], p["bnbias"], eps=BN_EPS, chunked=False)
+        h, tanh_ctx = tanh.forward(hpreact, chunked=False)
+        logits, l2_ctx = linear.forward(h, p["W2"], p["b2"], chunked=False)  # (n, vocab)
+        loss, ce_ctx = cross_entropy.forward(logits, Yb, chunked=False)
 
         (dlogits,) = cross_entropy.backward(ce_ctx, torch.ones_like(loss))
         dh, dW2, db2 = linear.backward(l2_ctx, dlogits)

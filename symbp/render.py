@@ -21,7 +21,7 @@ from symbp.derivation import Derivation, derive
 from symbp.fileio import write_atomic
 from symbp.layers import builtin_names, load
 from symbp.lower import lower_statements
-from symbp.spec import check_identifier
+from symbp.spec import SpecError, check_identifier
 
 # installed: symbp/templates; from a checkout: the repository's templates/
 TEMPLATES = next((p for p in (Path(__file__).resolve().parent / "templates",
@@ -74,8 +74,17 @@ def _reads(lines, available) -> list:
     return [a for a in available if a in used]
 
 
+#: names the generated module itself uses; a spec may not take them
+RESERVED = {"ctx", "chunked", "torch", "forward", "backward", "backward_chunked", "Function",
+            "out", "saved", "grads"}
+
+
 def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
     spec, ch = d.spec, d.chunked
+    clash = RESERVED & (set(spec.tensors) | set(spec.options) | {a.name for a in spec.axis_list}
+                        | {spec.adjoint(t.name).name for t in spec.tensors.values() if t.role != "classes"})
+    if clash:
+        raise SpecError(f"spec {spec.name!r}: {', '.join(sorted(clash))} is reserved in generated code")
     out = spec.output_tensor
     args = spec.arguments
     env = {t.symbol: t.dims for t in spec.tensors.values()}
@@ -150,6 +159,7 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
         "chunk_reads": chunk_reads,
         "chunk_lines": chunk_lines,
         "chunk_returns": [spec.adjoint(n).name for n in ch.order],
+        "fused_ctx": ", ".join(f'"{k}": {k}' for k in fused_reads),
         "save_args": ", ".join(f'saved["{k}"]' for k in fused_saved_tensors),
         "save_names": ", ".join(f'"{k}"' for k in fused_saved_tensors),
         "save_scalars": ", ".join(f'"{k}": saved["{k}"]' for k in fused_scalars),

@@ -238,3 +238,16 @@ def test_generated_code_quality(path):
     for line in backward_part.splitlines():
         if re.match(r"\s+d\w+ = ", line) and "ctx[" not in line:
             assert "# " in line and ("through " in line or "fused" in line), line
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.module)
+def test_lean_forward_keeps_only_what_the_fused_backward_reads(variant, generated_modules):
+    module = generated_modules[variant.module]
+    args = random_arguments(module.SPEC, {"n": 9}, torch.float64, torch.Generator().manual_seed(4))
+    out_full, ctx_full = module.forward(*args)
+    out_lean, ctx_lean = module.forward(*args, chunked=False)
+    assert torch.equal(out_full, out_lean)
+    assert set(ctx_lean) <= set(ctx_full)
+    dout = torch.ones_like(out_full)
+    for a, b in zip(module.backward(ctx_full, dout), module.backward(ctx_lean, dout)):
+        assert torch.equal(a, b)
