@@ -83,31 +83,33 @@ def main():
           f" {'autograd fw+bw':>15s} {'generated fw+bw':>16s} {'ratio':>6s}")
     for n in args.batches:
         for name, inputs, dout, seeds_forward, mod in cases(n, g):
-            leaves = [t.clone().requires_grad_(t.is_floating_point()) for t in inputs]
-            diff = [t for t in leaves if t.requires_grad]
-            out = seeds_forward(*leaves)
-            grad = torch.ones_like(out) if dout is None else dout
-            _, ctx = mod.forward(*inputs)
-
-            def auto_bw():
-                torch.autograd.grad(out, diff, grad, retain_graph=True)
-
-            def gen_bw():
-                mod.backward(ctx, grad)
-
-            def auto_all():
-                o = seeds_forward(*leaves)
-                torch.autograd.grad(o, diff, grad)
-
-            def gen_all():
-                with torch.no_grad():
-                    _, c = mod.forward(*inputs)
-                    mod.backward(c, grad)
-
-            ta, tg = race(auto_bw, gen_bw, args.repeat)
-            fa, fg = race(auto_all, gen_all, args.repeat)
+            (ta, tg), (fa, fg) = measure(inputs, dout, seeds_forward, mod, args.repeat)
             print(f"{name:14s} {n:6d} {ta * 1e6:15.1f} {tg * 1e6:16.1f} {tg / ta:6.2f}"
                   f" {fa * 1e6:15.1f} {fg * 1e6:16.1f} {fg / fa:6.2f}")
+
+
+def measure(inputs, dout, seeds_forward, mod, repeat):
+    """((autograd bw, generated bw), (autograd fw+bw, generated fw+bw)) median seconds."""
+    leaves = [t.clone().requires_grad_(t.is_floating_point()) for t in inputs]
+    diff = [t for t in leaves if t.requires_grad]
+    out = seeds_forward(*leaves)
+    grad = torch.ones_like(out) if dout is None else dout
+    _, ctx = mod.forward(*inputs, chunked=False)
+
+    def auto_bw():
+        torch.autograd.grad(out, diff, grad, retain_graph=True)
+
+    def gen_bw():
+        mod.backward(ctx, grad)
+
+    def auto_all():
+        torch.autograd.grad(seeds_forward(*leaves), diff, grad)
+
+    def gen_all():
+        with torch.no_grad():
+            mod.backward(mod.forward(*inputs, chunked=False)[1], grad)
+
+    return race(auto_bw, gen_bw, repeat), race(auto_all, gen_all, repeat)
 
 
 if __name__ == "__main__":

@@ -27,15 +27,19 @@ resets the kernel's resident-set high-water mark (``echo 5 >
 minus the ``VmRSS`` at the reset: how far resident memory rose above the
 steady state while stepping (activations, gradients, autograd's graph), in
 MiB. It is honest but coarse: it counts whole pages, and memory the
-allocator keeps cached counts only if it was not already resident, so
-figures under about 1 MiB are noise. (A process-wide ``ru_maxrss`` would be
-useless here: the peak while importing torch is higher than any step's.)
+allocator keeps cached counts only if it was not already resident, so the
+child runs with glibc told to return large freed blocks to the kernel at
+once (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``): resident
+memory then follows the live tensors. Figures under about 1 MiB are noise.
+(A process-wide ``ru_maxrss`` would be useless here: the peak while importing
+torch is higher than any step's.)
 Where ``/proc`` cannot do this, memory is reported as n/a.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -154,8 +158,11 @@ def time_steps(steps: dict, batch: int, rounds: int, seconds: float) -> dict:
 
 def step_memory_mib(variant: str, batch: int):
     """How far a fresh process's resident memory rises while ``variant`` steps; None if unmeasurable."""
+    # glibc hands large freed blocks back to the kernel at once with these settings, so
+    # resident memory follows live tensors instead of what the allocator keeps cached
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
     r = subprocess.run([sys.executable, __file__, "--child", variant, "--batches", str(batch)],
-                       capture_output=True, text=True, check=True)
+                       capture_output=True, text=True, check=True, env=env)
     value = r.stdout.split()[-1]
     return None if value == "n/a" else float(value) / 1024  # /proc reports KiB
 
