@@ -31,20 +31,31 @@ class GeneratedStep:
         if Xb.shape[0] < 2:
             raise TrainError("BatchNorm with Bessel's correction needs a batch of at least 2 examples")
         p = params
-        # chunked=False: each layer keeps only what its fused backward reads
+        # chunked=False: each layer keeps only what its fused backward reads, and each
+        # activation is dropped as soon as no later step needs it, as autograd's graph does
         emb, emb_ctx = embedding.forward(p["C"], Xb, chunked=False)  # (n, block, n_embd)
-        embcat = emb.view(emb.shape[0], -1)  # (n, block*n_embd)
-        hprebn, l1_ctx = linear.forward(embcat, p["W1"], p["b1"], chunked=False)  # (n, n_hidden)
+        emb_shape = emb.shape
+        hprebn, l1_ctx = linear.forward(emb.view(emb_shape[0], -1), p["W1"], p["b1"], chunked=False)
+        del emb
         hpreact, bn_ctx = batchnorm.forward(hprebn, p["bngain"], p["bnbias"], eps=BN_EPS, chunked=False)
+        del hprebn
         h, tanh_ctx = tanh.forward(hpreact, chunked=False)
+        del hpreact
         logits, l2_ctx = linear.forward(h, p["W2"], p["b2"], chunked=False)  # (n, vocab)
+        del h
         loss, ce_ctx = cross_entropy.forward(logits, Yb, chunked=False)
+        del logits
 
         (dlogits,) = cross_entropy.backward(ce_ctx, torch.ones_like(loss))
+        del ce_ctx
         dh, dW2, db2 = linear.backward(l2_ctx, dlogits)
+        del l2_ctx, dlogits
         (dhpreact,) = tanh.backward(tanh_ctx, dh)
+        del tanh_ctx, dh
         dhprebn, dbngain, dbnbias = batchnorm.backward(bn_ctx, dhpreact)
+        del bn_ctx, dhpreact
         dembcat, dW1, db1 = linear.backward(l1_ctx, dhprebn)
-        (dC,) = embedding.backward(emb_ctx, dembcat.view(emb.shape))
+        del l1_ctx, dhprebn
+        (dC,) = embedding.backward(emb_ctx, dembcat.view(emb_shape))
         grads = {"C": dC, "W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "bngain": dbngain, "bnbias": dbnbias}
         return loss, grads
