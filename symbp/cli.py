@@ -149,7 +149,14 @@ def cmd_check(args, extra) -> int:
         print(r.line())
     bad = [r.name for r in rows if not r.approximate]
     print(f"{len(rows) - len(bad)} of {len(rows)} gradients match autograd ({args.dtype})")
-    return 1 if bad else 0
+    from symbp.derivation import derive
+    from symbp.prove import prove
+
+    proofs = prove(derive(args.layer, **_layer_options(extra)))
+    for name, ok in proofs.items():
+        print(f"proof: fused {name} {'equals' if ok else 'was NOT shown equal to'} the chunked chain "
+              f"(SymPy, exact, for every batch size)")
+    return 1 if bad or not all(proofs.values()) else 0
 
 
 def _emit(content: str, output) -> None:

@@ -51,7 +51,7 @@ class Fused:
 
 def fuse(ch: Chunked, names=None) -> Fused:
     spec = ch.spec
-    inliner = _Inliner(ch)
+    inliner = Inliner(ch)
     rewrites = basis_rewrites(spec)
     identities: dict = {}
     names = names if names is not None else [t.name for t in spec.differentiable
@@ -79,7 +79,7 @@ def closed_form(spec: Spec, expr, rewrites, identities) -> sp.Expr:
     return tidy(spec, expr)
 
 
-class _Inliner:
+class Inliner:
     """Substitutes adjoints by their gradients, memoised per tensor."""
 
     def __init__(self, ch: Chunked):
