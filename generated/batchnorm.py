@@ -101,6 +101,31 @@ def backward_chunked(ctx, dhpreact):
     }
 
 
+class BatchNorm1d:
+    """A stateful layer for stacks without autograd: holds bngain, bnbias; ``__call__`` runs
+    the forward and keeps its context, ``backward`` stores parameter gradients in ``grads``
+    and returns the gradient of the input."""
+
+    def __init__(self, bngain, bnbias, eps=EPS):
+        self.bngain = bngain
+        self.bnbias = bnbias
+        self.eps = eps
+        self.ctx = None
+        self.grads = {}
+
+    def parameters(self):
+        return [self.bngain, self.bnbias]
+
+    def __call__(self, hprebn):
+        out, self.ctx = forward(hprebn, self.bngain, self.bnbias, eps=self.eps, chunked=False)
+        return out
+
+    def backward(self, dhpreact):
+        dhprebn, dbngain, dbnbias, = backward(self.ctx, dhpreact)
+        self.grads = {"bngain": dbngain, "bnbias": dbnbias}
+        return dhprebn
+
+
 class Function(torch.autograd.Function):
     """``Function.apply(hprebn, bngain, bnbias, eps=eps)`` with the generated fused backward."""
 

@@ -91,6 +91,28 @@ def backward_chunked(ctx, dloss):
     }
 
 
+class CrossEntropy:
+    """A stateful layer for stacks without autograd: holds no parameters; ``__call__`` runs
+    the forward and keeps its context, ``backward`` stores parameter gradients in ``grads``
+    and returns the gradient of the input."""
+
+    def __init__(self):
+        self.ctx = None
+        self.grads = {}
+
+    def parameters(self):
+        return []
+
+    def __call__(self, logits, targets):
+        out, self.ctx = forward(logits, targets, chunked=False)
+        return out
+
+    def backward(self, dloss):
+        dlogits, = backward(self.ctx, dloss)
+        self.grads = {}
+        return dlogits
+
+
 class Function(torch.autograd.Function):
     """``Function.apply(logits, targets)`` with the generated fused backward."""
 

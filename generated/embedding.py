@@ -61,6 +61,29 @@ def backward_chunked(ctx, demb):
     }
 
 
+class Embedding:
+    """A stateful layer for stacks without autograd: holds C; ``__call__`` runs
+    the forward and keeps its context, ``backward`` stores parameter gradients in ``grads``
+    and returns the gradient of the input."""
+
+    def __init__(self, C):
+        self.C = C
+        self.ctx = None
+        self.grads = {}
+
+    def parameters(self):
+        return [self.C]
+
+    def __call__(self, X):
+        out, self.ctx = forward(self.C, X, chunked=False)
+        return out
+
+    def backward(self, demb):
+        dC, = backward(self.ctx, demb)
+        self.grads = {"C": dC}
+        return None
+
+
 class Function(torch.autograd.Function):
     """``Function.apply(C, X)`` with the generated fused backward."""
 

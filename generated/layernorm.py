@@ -93,6 +93,31 @@ def backward_chunked(ctx, dy):
     }
 
 
+class LayerNorm:
+    """A stateful layer for stacks without autograd: holds gain, bias; ``__call__`` runs
+    the forward and keeps its context, ``backward`` stores parameter gradients in ``grads``
+    and returns the gradient of the input."""
+
+    def __init__(self, gain, bias, eps=EPS):
+        self.gain = gain
+        self.bias = bias
+        self.eps = eps
+        self.ctx = None
+        self.grads = {}
+
+    def parameters(self):
+        return [self.gain, self.bias]
+
+    def __call__(self, x):
+        out, self.ctx = forward(x, self.gain, self.bias, eps=self.eps, chunked=False)
+        return out
+
+    def backward(self, dy):
+        dx, dgain, dbias, = backward(self.ctx, dy)
+        self.grads = {"gain": dgain, "bias": dbias}
+        return dx
+
+
 class Function(torch.autograd.Function):
     """``Function.apply(x, gain, bias, eps=eps)`` with the generated fused backward."""
 

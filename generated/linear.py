@@ -65,6 +65,30 @@ def backward_chunked(ctx, dy):
     }
 
 
+class Linear:
+    """A stateful layer for stacks without autograd: holds W, b; ``__call__`` runs
+    the forward and keeps its context, ``backward`` stores parameter gradients in ``grads``
+    and returns the gradient of the input."""
+
+    def __init__(self, W, b):
+        self.W = W
+        self.b = b
+        self.ctx = None
+        self.grads = {}
+
+    def parameters(self):
+        return [self.W, self.b]
+
+    def __call__(self, x):
+        out, self.ctx = forward(x, self.W, self.b, chunked=False)
+        return out
+
+    def backward(self, dy):
+        dx, dW, db, = backward(self.ctx, dy)
+        self.grads = {"W": dW, "b": db}
+        return dx
+
+
 class Function(torch.autograd.Function):
     """``Function.apply(x, W, b)`` with the generated fused backward."""
 

@@ -65,6 +65,28 @@ def backward_chunked(ctx, dloss):
     }
 
 
+class MSELoss:
+    """A stateful layer for stacks without autograd: holds no parameters; ``__call__`` runs
+    the forward and keeps its context, ``backward`` stores parameter gradients in ``grads``
+    and returns the gradient of the input."""
+
+    def __init__(self):
+        self.ctx = None
+        self.grads = {}
+
+    def parameters(self):
+        return []
+
+    def __call__(self, pred, target):
+        out, self.ctx = forward(pred, target, chunked=False)
+        return out
+
+    def backward(self, dloss):
+        dpred, dtarget, = backward(self.ctx, dloss)
+        self.grads = {}
+        return dpred, dtarget
+
+
 class Function(torch.autograd.Function):
     """``Function.apply(pred, target)`` with the generated fused backward."""
 

@@ -80,6 +80,30 @@ def backward_chunked(ctx, dy):
     }
 
 
+class RMSNorm:
+    """A stateful layer for stacks without autograd: holds gain; ``__call__`` runs
+    the forward and keeps its context, ``backward`` stores parameter gradients in ``grads``
+    and returns the gradient of the input."""
+
+    def __init__(self, gain, eps=EPS):
+        self.gain = gain
+        self.eps = eps
+        self.ctx = None
+        self.grads = {}
+
+    def parameters(self):
+        return [self.gain]
+
+    def __call__(self, x):
+        out, self.ctx = forward(x, self.gain, eps=self.eps, chunked=False)
+        return out
+
+    def backward(self, dy):
+        dx, dgain, = backward(self.ctx, dy)
+        self.grads = {"gain": dgain}
+        return dx
+
+
 class Function(torch.autograd.Function):
     """``Function.apply(x, gain, eps=eps)`` with the generated fused backward."""
 

@@ -51,6 +51,28 @@ def backward_chunked(ctx, dh):
     }
 
 
+class Tanh:
+    """A stateful layer for stacks without autograd: holds no parameters; ``__call__`` runs
+    the forward and keeps its context, ``backward`` stores parameter gradients in ``grads``
+    and returns the gradient of the input."""
+
+    def __init__(self):
+        self.ctx = None
+        self.grads = {}
+
+    def parameters(self):
+        return []
+
+    def __call__(self, x):
+        out, self.ctx = forward(x, chunked=False)
+        return out
+
+    def backward(self, dh):
+        dx, = backward(self.ctx, dh)
+        self.grads = {}
+        return dx
+
+
 class Function(torch.autograd.Function):
     """``Function.apply(x)`` with the generated fused backward."""
 

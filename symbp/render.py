@@ -137,7 +137,25 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
         [spec.adjoint(t.name).name if t.differentiable else "None" for t in args]
         + ["None" for _ in spec.options])
     ctx_items = [a.name for a in spec.axis_list] + tensor_names + list(spec.options)
+    params = [t for t in args if t.role == "param"]
+    inputs = [t for t in args if t.role != "param"]
+    diff_in = [t for t in inputs if t.differentiable]
+    layer_class = getattr(d.layer.module, "CLASS", None) or "".join(
+        w.capitalize() for w in variant.module.split("_"))
+    check_identifier(layer_class, "layer class name")
     return {
+        "class_name": layer_class,
+        "param_list": ", ".join(t.name for t in params) or "no parameters",
+        "init_params": "".join(f", {t.name}" for t in params)
+        + "".join(f", {o.name}={o.name.upper()}" for o in spec.options.values()),
+        "init_lines": [f"self.{t.name} = {t.name}" for t in params]
+        + [f"self.{o.name} = {o.name}" for o in spec.options.values()],
+        "self_params": ", ".join(f"self.{t.name}" for t in params),
+        "call_inputs": "".join(f", {t.name}" for t in inputs),
+        "forward_call": ", ".join((f"self.{t.name}" if t.role == "param" else t.name) for t in args)
+        + "".join(f", {o.name}=self.{o.name}" for o in spec.options.values()),
+        "grads_dict": ", ".join(f'"{t.name}": {spec.adjoint(t.name).name}' for t in params),
+        "input_grads": ", ".join(spec.adjoint(t.name).name for t in diff_in) or "None",
         "module": variant.module,
         "template": MODULE_TEMPLATE,
         "spec_ref": spec_ref,

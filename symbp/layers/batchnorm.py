@@ -33,3 +33,5 @@ def build(variance="bessel", eps=1e-5):
     s.output("hpreact", bngain * bnraw + bnbias)
     s.save(bnraw, bnvar_inv, bngain)
     return s
+
+CLASS = "BatchNorm1d"

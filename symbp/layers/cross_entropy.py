@@ -28,3 +28,5 @@ def build():
     s.output("loss", -Sum(n, Sum(c, y * logprobs)) / n)
     s.save(probs, y)
     return s
+
+CLASS = "CrossEntropy"

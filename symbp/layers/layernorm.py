@@ -27,3 +27,5 @@ def build(eps=1e-5):
     s.output("y", gain * xhat + bias)
     s.save(xhat, rstd, gain)
     return s
+
+CLASS = "LayerNorm"

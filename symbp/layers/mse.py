@@ -14,3 +14,5 @@ def build():
     s.output("loss", Sum(n, Sum(d, diff**2)) / (n * d))
     s.save(diff)
     return s
+
+CLASS = "MSELoss"

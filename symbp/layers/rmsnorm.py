@@ -23,3 +23,5 @@ def build(eps=1e-5):
     s.output("y", gain * xhat)
     s.save(xhat, rrms, gain)
     return s
+
+CLASS = "RMSNorm"
