@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("layers", nargs="*", help="layer names or spec files (default: every built-in layer)")
     g.add_argument("-o", "--outdir", help="output folder (default: the generated/ package)")
     g.add_argument("--check", action="store_true", help="compare instead of writing")
+    g.add_argument("--no-cache", action="store_true",
+                   help="derive every layer again instead of reusing results for unchanged specs")
     c = sub.add_parser("check", help="compare a layer's generated backward with autograd",
                        description="Print name | exact | approximate | maxdiff for every gradient "
                                    "against torch autograd on a random batch; exit 1 on a mismatch.")
@@ -114,7 +116,7 @@ def cmd_generate(args, extra) -> int:
         refs = None  # the built-in set is always written whole, so its index stays right
     else:
         refs = args.layers or None
-    files = render.render_all(refs)
+    files = render.render_all(refs, cache=not args.no_cache)
     outdir = args.outdir or default_outdir()
     if args.check:
         diff = render.check(files, outdir)

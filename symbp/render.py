@@ -20,7 +20,6 @@ import jinja2
 from symbp.derivation import Derivation, derive
 from symbp.fileio import write_atomic
 from symbp.layers import builtin_names, load
-from symbp.lower import lower_statements
 from symbp.spec import SpecError, check_identifier
 
 # installed: symbp/templates; from a checkout: the repository's templates/
@@ -80,6 +79,8 @@ RESERVED = {"ctx", "chunked", "torch", "forward", "backward", "backward_chunked"
 
 
 def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
+    from symbp.lower import lower_statements  # imports torch (through TorchPrinter): only when rendering
+
     spec, ch = d.spec, d.chunked
     clash = RESERVED & (set(spec.tensors) | set(spec.options) | {a.name for a in spec.axis_list}
                         | {spec.adjoint(t.name).name for t in spec.tensors.values() if t.role != "classes"})
@@ -215,7 +216,53 @@ def _arg_doc(t) -> str:
     return f"{'parameter' if t.role == 'param' else 'input'} {dims(t.dims)}"
 
 
-def render_variant(variant: Variant, spec_ref: str, env=None) -> dict:
+def cache_key(variant: Variant, spec_ref: str) -> str:
+    """Hash of everything a variant's output depends on: the spec file, its options, the
+    SymPy version, symbp's own source and the templates."""
+    import hashlib
+    import json
+
+    import sympy
+
+    h = hashlib.sha256()
+    h.update(Path(load(variant.layer).module.__file__).read_bytes())
+    h.update(json.dumps([variant.module, variant.options, spec_ref, sympy.__version__],
+                        sort_keys=True).encode())
+    for path in sorted(Path(__file__).resolve().parent.rglob("*.py")) + sorted(TEMPLATES.glob("*.j2")):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def _cache_path(key: str) -> Path:
+    import os
+
+    from symbp.data import cache_dir
+
+    base = Path(os.environ["SYMBP_CACHE_DIR"]) if os.environ.get("SYMBP_CACHE_DIR") else cache_dir()
+    return base / "generate" / f"{key}.json"
+
+
+def render_variant(variant: Variant, spec_ref: str, env=None, cache=True) -> dict:
+    """``{filename: text}`` for one variant, from the cache when nothing it depends on changed."""
+    import json
+
+    path = _cache_path(cache_key(variant, spec_ref)) if cache else None
+    if path is not None and path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass  # a damaged cache entry is rendered again
+    files = _render_variant(variant, spec_ref, env)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, json.dumps(files, sort_keys=True))
+        except OSError:
+            pass  # a read-only cache only costs speed
+    return files
+
+
+def _render_variant(variant: Variant, spec_ref: str, env=None) -> dict:
     """``{filename: text}`` for one variant: its module and its Markdown derivation."""
     env = env or environment()
     d = derive(variant.layer, **variant.options)
@@ -226,7 +273,7 @@ def render_variant(variant: Variant, spec_ref: str, env=None) -> dict:
     return {f"{variant.module}.py": module, f"{variant.module}.md": md}
 
 
-def render_all(layer_refs=None) -> dict:
+def render_all(layer_refs=None, cache=True) -> dict:
     """Every file of ``generated/`` for the built-in layers (or the given ones)."""
     env = environment()
     files = {}
@@ -236,7 +283,7 @@ def render_all(layer_refs=None) -> dict:
         spec_ref = f"symbp/layers/{ref}.py" if ref in builtin_names() else Path(ref).name
         for v in variants(ref):
             suffix = ", ".join(f"{k}={val}" for k, val in v.options.items())
-            files.update(render_variant(v, spec_ref + (f" with {suffix}" if suffix else ""), env))
+            files.update(render_variant(v, spec_ref + (f" with {suffix}" if suffix else ""), env, cache))
             modules.append(v.module)
     if layer_refs is None:
         files["__init__.py"] = env.get_template(PACKAGE_TEMPLATE).render(

@@ -55,4 +55,9 @@ def generated_modules():
 
 
 def pytest_configure(config):
+    import os
+    import tempfile
+
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    # the generate cache of this run lives in a fresh folder, never the user's
+    os.environ["SYMBP_CACHE_DIR"] = tempfile.mkdtemp(prefix="symbp-test-cache-")

@@ -72,3 +72,33 @@ def test_wheel_ships_generated_modules_and_templates(tmp_path):
     for must in ("generated/__init__.py", "generated/batchnorm.py", "generated/cross_entropy.md",
                  "symbp/templates/layer.py.j2", "symbp/layers/batchnorm.py"):
         assert must in names, must
+
+
+def test_unchanged_specs_are_not_derived_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path))
+    first = render.render_all()
+    assert list((tmp_path / "generate").glob("*.json"))
+
+    def no_derivation(*a, **k):
+        raise AssertionError("derived again although nothing changed")
+
+    monkeypatch.setattr(render, "_render_variant", no_derivation)
+    assert render.render_all() == first
+    with pytest.raises(AssertionError, match="derived again"):
+        render.render_all(cache=False)
+
+
+def test_cache_key_follows_the_spec_and_its_options(tmp_path):
+    spec = tmp_path / "my_gain.py"
+    spec.write_text('"""x times a gain."""\nfrom symbp.spec import Spec\nOPTIONS = {}\n\n'
+                    "def build():\n    s = Spec('my_gain', 'g')\n    n, d = s.axes('n d')\n"
+                    "    x = s.input('x', (n, d))\n    g = s.param('g', (1, d))\n"
+                    "    s.output('y', g * x)\n    return s\n")
+    v = render.Variant("my_gain", str(spec), {})
+    k1 = render.cache_key(v, "my_gain.py")
+    assert render.cache_key(v, "my_gain.py") == k1
+    spec.write_text(spec.read_text().replace("g * x", "g * x * x"))
+    assert render.cache_key(v, "my_gain.py") != k1
+    bn = render.Variant("batchnorm", "batchnorm", {})
+    assert render.cache_key(bn, "b") != render.cache_key(
+        render.Variant("batchnorm_biased", "batchnorm", {"variance": "biased"}), "b")
