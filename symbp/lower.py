@@ -114,7 +114,7 @@ class TorchCode(TorchPrinter):
             return f"torch.nn.functional.one_hot({t.name}, {t.class_axis.name})"
         return s.name
 
-    def _print_Pow(self, e, rational=False):
+    def _print_Pow(self, e):
         base = self.parenthesize(e.base, PRECEDENCE["Pow"], strict=True)
         if e.exp == -1:
             return f"1/{base}"
@@ -297,11 +297,11 @@ def lower_statements(spec: Spec, rows, env: dict, cse=True, temp_prefix="t") -> 
     names = (sp.Symbol(f"{temp_prefix}{i}", real=True) for i in range(10**6)
              if f"{temp_prefix}{i}" not in taken)
     # contractions first: each becomes a temporary of its own
-    pulled, stmts = {}, []
+    pulled, stmts = [], []
     for e in exprs:
         for node in sp.postorder_traversal(e):
             if isinstance(node, Sum) and node not in pulled and printer._contraction(node) is not None:
-                pulled[node] = None
+                pulled.append(node)
     uses = {node: sum(1 for e in exprs for n in sp.preorder_traversal(e) if n == node) for node in pulled}
     repl = {}
     for node in pulled:
@@ -312,11 +312,9 @@ def lower_statements(spec: Spec, rows, env: dict, cse=True, temp_prefix="t") -> 
             stmts.append(Stmt(sym.name, code, dims, "contraction used more than once"))
             repl[node] = sym
     exprs = [e.xreplace(repl) for e in exprs]
-    printer = TorchCode(spec, env)
     temps, reduced = sp.cse(exprs, symbols=names, order="none") if cse else ([], exprs)
     for sym, sub in temps:
-        env[sym] = printer.dims(sub)
-        printer = TorchCode(spec, env)
+        env[sym] = printer.dims(sub)  # the printer reads env, so later temps see this one
         stmts.append(Stmt(sym.name, printer.doprint(sub), env[sym]))
     for (target, _, dims, comment), e in zip(rows, reduced):
         stmts.append(Stmt(target, lower_expr(printer, e, dims), tuple(dims), comment))

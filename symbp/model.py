@@ -67,13 +67,6 @@ def count_params(params: dict) -> int:
     return sum(p.numel() for p in params.values())
 
 
-def model_sizes(params: dict) -> dict:
-    """``vocab_size, block_size, n_embd, n_hidden`` read off the parameter shapes."""
-    vocab_size, n_embd = params["C"].shape
-    fan_in, n_hidden = params["W1"].shape
-    return {"vocab_size": vocab_size, "block_size": fan_in // n_embd, "n_embd": n_embd, "n_hidden": n_hidden}
-
-
 def preactivation(params: dict, X):
     """``hprebn = C[X].view(n, -1) @ W1 + b1``: the hidden layer before BatchNorm, (n, n_hidden)."""
     emb = params["C"][X]  # (n, block, n_embd)

@@ -89,14 +89,7 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
     out = spec.output_tensor
     args = spec.arguments
     env = {t.symbol: t.dims for t in spec.tensors.values()}
-    sizes = []
-    for axis in spec.axis_list:
-        owner = next(t for t in args if axis in t.dims or axis in t.index_dims)
-        pos = (owner.index_dims if owner.role == "classes" else owner.dims).index(axis) \
-            if (axis in owner.index_dims or owner.role != "classes") else None
-        if pos is None:
-            raise ValueError(f"axis {axis} has no size source")
-        sizes.append(f"{axis.name} = {owner.name}.shape[{pos}]")
+    sizes = [f"{axis.name} = {_size_source(args, axis)}" for axis in spec.axis_list]
     guards = _size_guards(spec)
     fwd_rows = [(t.name, t.expr, t.dims, f"{t.name} = {t.expr}") for t in spec.bindings]
     forward_lines = [_line(s) for s in lower_statements(spec, fwd_rows, env, cse=False)]
@@ -187,6 +180,15 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
     }
 
 
+def _size_source(args, axis) -> str:
+    """``arg.shape[k]`` of the first argument that stores ``axis`` (class indices store their index dims)."""
+    for t in args:
+        dims = t.index_dims if t.role == "classes" else t.dims
+        if axis in dims:
+            return f"{t.name}.shape[{dims.index(axis)}]"
+    raise SpecError(f"axis {axis} is not a dim of any argument, so its size is unknown")
+
+
 def _size_guards(spec) -> list:
     """``(condition, message)`` for each axis-size divisor, e.g. Bessel's ``n - 1``."""
     import sympy as sp
@@ -199,11 +201,12 @@ def _size_guards(spec) -> list:
                     and node.base.free_symbols and not node.base.is_Symbol and node.base not in found:
                 found.append(node.base)
     sizes = ", ".join(f"{a.name}={{{a.name}}}" for a in spec.axis_list)
-    return [(f"{b} <= 0", f"{spec.name}: {t_name(b)} must be positive for this layer; got {sizes}")
+    return [(f"{b} <= 0", f"{spec.name}: {_brace_safe(b)} must be positive for this layer; got {sizes}")
             for b in found]
 
 
-def t_name(expr) -> str:
+def _brace_safe(expr) -> str:
+    """``expr`` as text that can sit inside the generated f-string."""
     return str(expr).replace("{", "{{").replace("}", "}}")
 
 

@@ -47,12 +47,8 @@ def _sections(d):
     ]
 
 
-class _TextPrinter(StrPrinter):
-    pass
-
-
 def text(d) -> str:
-    p = _TextPrinter()
+    p = StrPrinter()
     lines = [f"{d.name}: {d.layer.description}", f"options: {_settings(d)}"]
     for title, rows in _sections(d):
         if not rows:

@@ -132,9 +132,6 @@ class ArgmaxMask(Reduction):
         return "argmax_mask_%s(%s)" % (printer._print(self.axis), printer._print(self.body))
 
 
-REDUCTIONS = (Sum, Max)
-
-
 @dataclass
 class Tensor:
     """One named tensor of a spec: its symbol, dims and role."""
