@@ -13,7 +13,8 @@ from __future__ import annotations
 import sympy as sp
 
 from symbp.algebra import normalize
-from symbp.simplify import Inliner, apply_identities, inline_forward
+from symbp.simplify import Inliner, apply_identities, inline_forward, merge_sums
+from symbp.spec import Sum
 
 
 def residual(spec, chain, fused, rounds: int = 6) -> sp.Expr:
@@ -35,8 +36,23 @@ def residual(spec, chain, fused, rounds: int = 6) -> sp.Expr:
         diff = sp.expand(diff)
         if diff == 0:
             return diff
+        if diff.has(sp.Pow):  # rational functions (a sigmoid against its own derivative): clear them
+            diff = _cancel_within_sums(merge_sums(spec, diff))
+            if diff == 0:
+                return diff
         best = diff if best is None else best
     return best
+
+
+def _cancel_within_sums(expr):
+    """Put every reduction body, innermost first, and then the whole over one cancelled fraction."""
+    def visit(e):
+        if e.is_Atom:
+            return e
+        e = e.func(*[visit(a) for a in e.args])
+        return Sum(e.axis, sp.cancel(sp.together(e.body))) if isinstance(e, Sum) else e
+
+    return sp.cancel(sp.together(visit(expr)))
 
 
 def _products(expr):

@@ -67,15 +67,28 @@ def fuse(ch: Chunked, names=None) -> Fused:
 
 
 def closed_form(spec: Spec, expr, rewrites, identities) -> sp.Expr:
-    """Steps 2 to 4 on an inlined gradient."""
-    for _ in range(12):
+    """Steps 2 to 4 on an inlined gradient.
+
+    Rewriting terminates: inlining follows the acyclic bindings and the
+    inverse rules only introduce saved symbols, which are never inlined. The
+    round limit is a guard; past it the gradient is kept as inlined, which
+    is correct, only less compact.
+    """
+    start = expr
+    for _ in range(16):
         prev = expr
         expr = apply_identities(spec, normalize(spec, expr), identities)
-        expr = expr.xreplace(rewrites)
+        expr = rewrite(expr, rewrites)
         if expr == prev:
             break
     else:
-        raise SpecError(f"spec {spec.name!r}: rewriting into saved quantities does not settle")
+        plain = basis_rewrites(spec, invert=False)
+        expr = start
+        for _ in range(len(spec.tensors) + 2):
+            prev = expr
+            expr = rewrite(apply_identities(spec, normalize(spec, expr), identities), plain)
+            if expr == prev:
+                break
     return tidy(spec, expr)
 
 
@@ -101,28 +114,138 @@ class Inliner:
         return self.memo[name]
 
 
-def basis_rewrites(spec: Spec) -> dict:
-    """Symbol -> expression that moves a gradient towards the saved tensors."""
+def basis_rewrites(spec: Spec, invert: bool = True) -> dict:
+    """Pattern -> replacement rules that move a gradient towards the saved tensors.
+
+    Three kinds, all meaning-preserving wherever the forward is defined:
+
+    * a saved binding's definition (as written, and with unsaved bindings
+      inlined) is replaced by the saved symbol: ``Sum(c, counts)`` *is*
+      ``counts_sum``, and ``exp(z - m)/counts_sum`` inside a product is ``probs``;
+    * a saved binding is peeled back through *total* inverses only
+      (``sound_inverses``): ``sig = (1 + exp(-x))**-1`` gives
+      ``1 + exp(-x) = 1/sig`` and ``exp(-x) = 1/sig - 1``; ``bnraw =
+      bndiff*bnvar_inv`` gives ``bndiff = bnraw/bnvar_inv`` because
+      ``bnvar_inv > 0``. Nothing is divided by what may be zero, and no
+      ``exp``, ``log``, ``tanh``, ``Abs`` or solver root is ever inverted;
+    * other reduction-free bindings are replaced by their definitions.
+
+    Inputs and parameters are never rewritten (they are at hand and exact),
+    a rule only replaces a subexpression with the saved tensor's own axes,
+    and a rule that could lead back to its own pattern is dropped, so
+    rewriting always terminates.
+    """
     saved = set(spec.saved)
-    rw = {}
-    for name in spec.saved:
-        t = spec.tensors[name]
-        if t.expr is None or _has_reduction(t.expr):
-            continue
-        for s in sorted(t.expr.free_symbols, key=str):
-            if not spec.is_tensor(s):
+    inline = {t.symbol: t.expr for t in spec.bindings
+              if t.name not in saved and not _has_reduction(t.expr)}
+    rw: dict = {}
+    if invert:
+        for name in spec.saved:
+            t = spec.tensors[name]
+            if t.expr is None:
                 continue
-            u = spec.tensor_of(s)
-            if u.name in saved or u.role == "classes" or u.axes != t.axes or s in rw:
-                continue
-            dummy = sp.Dummy(u.name)
-            sols = sp.solve(sp.Eq(t.symbol, t.expr.xreplace({s: dummy})), dummy, check=False)
-            if len(sols) == 1:
-                rw[s] = sols[0]
-    for t in spec.bindings:
-        if t.symbol not in rw and t.name not in saved and not _has_reduction(t.expr):
-            rw[t.symbol] = t.expr
+            for form in (t.expr, normalize(spec, _fixpoint(t.expr, inline))):
+                for key, value in sound_inverses(spec, t.symbol, form):
+                    if key in rw or spec.axes_of(key) != t.axes:
+                        continue
+                    if key.is_Symbol and (not spec.is_tensor(key) or spec.tensor_of(key).expr is None):
+                        continue  # inputs and parameters stay as they are
+                    if _reaches(value.free_symbols, key.free_symbols, {**inline, **rw}):
+                        continue
+                    rw[key] = value
+    for sym, expr in inline.items():
+        rw.setdefault(sym, expr)
     return rw
+
+
+def _reaches(start: set, targets: set, rules: dict) -> bool:
+    """Whether expanding ``start`` through the symbol rules can produce a symbol of ``targets``."""
+    seen, todo = set(), list(start)
+    while todo:
+        s = todo.pop()
+        if s in targets:
+            return True
+        if s in seen:
+            continue
+        seen.add(s)
+        if s in rules:
+            todo.extend(rules[s].free_symbols)
+    return False
+
+
+def sound_inverses(spec: Spec, value, expr) -> list:
+    """``[(subexpression, equal expression in value)]`` along the invertible spines of ``expr``.
+
+    Starts with ``(expr, value)`` and peels one layer at a time while the
+    inverse is total on the forward's domain: subtracting the other terms of
+    a sum, dividing by the other factors of a product when they are provably
+    non-zero, the root of a power of a provably positive base (or the
+    reciprocal of a non-zero one). Stops at anything else.
+    """
+    out = [(expr, value)]
+    if not any(spec.is_tensor(s) for s in expr.free_symbols) or expr.is_Symbol:
+        return out
+    if isinstance(expr, sp.Add):
+        for i, a in enumerate(expr.args):
+            rest = sp.Add(*(expr.args[:i] + expr.args[i + 1:]))
+            out += sound_inverses(spec, value - rest, a)
+    elif isinstance(expr, sp.Mul):
+        for i, a in enumerate(expr.args):
+            coeff = sp.Mul(*(expr.args[:i] + expr.args[i + 1:]))
+            if a.is_Number or not coeff.is_nonzero:
+                continue
+            out += sound_inverses(spec, value / coeff, a)
+    elif isinstance(expr, sp.Pow) and expr.exp.is_Rational and expr.exp != 0:
+        if expr.exp == -1 and expr.base.is_nonzero:
+            out += sound_inverses(spec, 1 / value, expr.base)
+        elif expr.base.is_positive:
+            out += sound_inverses(spec, value ** (1 / expr.exp), expr.base)
+    return out
+
+
+def rewrite(expr, rules: dict):
+    """``xreplace`` by ``rules``, and product patterns replaced inside larger products."""
+    expr = expr.xreplace(rules)
+    products = [(k, v) for k, v in rules.items() if isinstance(k, sp.Mul)]
+    if not products:
+        return expr
+
+    def visit(e):
+        if e.is_Atom:
+            return e
+        e = e.func(*[visit(a) for a in e.args])
+        if isinstance(e, sp.Mul):
+            for key, value in products:
+                e = _replace_factor(e, key, value)
+        return e
+
+    return visit(expr)
+
+
+def _replace_factor(expr, key, value):
+    """``expr = key**k * rest`` -> ``value**k * rest`` for the largest whole ``k >= 1``."""
+    have = sp.Mul(*[f for f in expr.args if not f.is_Number]).as_powers_dict()
+    want = key.as_powers_dict()
+    ks = []
+    for base, p in want.items():
+        q = sp.sympify(have.get(base, 0))
+        p = sp.sympify(p)
+        if not (p.is_Rational and q.is_Rational) or q * p <= 0:
+            return expr
+        ks.append(sp.floor(q / p))
+    k = min(ks)
+    if k < 1:
+        return expr
+    return expr / key**k * value**k
+
+
+def _fixpoint(expr, rules, limit=64):
+    for _ in range(limit):
+        new = expr.xreplace(rules)
+        if new == expr:
+            break
+        expr = new
+    return expr
 
 
 def apply_identities(spec: Spec, expr, identities: dict):
@@ -162,14 +285,26 @@ def inline_forward(spec: Spec, expr):
 
 
 def tidy(spec: Spec, expr):
-    """Gather the common factor, then pull an axis size out of the bracket.
+    """Choose the cheapest of a few equal forms, then pull an axis size out of the bracket.
 
-    ``g*v*(dy - S/n - b*T/(n-1))`` reads better as
+    Candidates: expanded, common factor gathered, common factors cancelled
+    (``p*(1 - p)`` against ``1/(1 - p)``: cancelling only removes divisions,
+    so the result is defined wherever the input was) and sums over the same
+    axis merged (``Σ_n(a) + 2*Σ_n(b)`` is one reduction, ``Σ_n(a + 2*b)``).
+    The cost counts operations and charges heavily for dividing by a tensor
+    expression that is not a positive saved tensor, which overflows where
+    the forward is fine. ``g*v*(dy - S/n - b*T/(n-1))`` then reads as
     ``g*v/n*(n*dy - S - n/(n-1)*b*T)``, the form of the seeds' one-liner.
     """
-    expr = sp.expand(expr, power_exp=False, power_base=False, log=False, multinomial=False)
-    gathered = sp.gcd_terms(expr, fraction=False)
-    expr = min((expr, gathered, sp.factor_terms(gathered)), key=sp.count_ops)
+    expanded = sp.expand(expr, power_exp=False, power_base=False, log=False, multinomial=False)
+    gathered = sp.gcd_terms(expanded, fraction=False)
+    cands = [expanded, gathered, sp.factor_terms(gathered)]
+    if _risky_divisions(spec, expanded):
+        cancelled = sp.cancel(sp.together(expanded))
+        cands += [cancelled, sp.factor_terms(cancelled),
+                  sp.factor_terms(sp.expand(cancelled, power_exp=False, power_base=False, log=False))]
+    cands += [merge_sums(spec, c) for c in cands]
+    expr = min(cands, key=lambda e: cost(spec, e))
     outside, brackets = [], []
     for f in sp.Mul.make_args(expr):
         (brackets if isinstance(f, sp.Add) else outside).append(f)
@@ -183,6 +318,48 @@ def tidy(spec: Spec, expr):
                              for t in sp.Add.make_args(bracket)])
             return sp.Mul(*outside) / axis * inner
     return expr
+
+
+def cost(spec: Spec, expr) -> int:
+    """Operations, plus a heavy charge for each risky division."""
+    return sp.count_ops(expr) + 20 * _risky_divisions(spec, expr)
+
+
+def _risky_divisions(spec: Spec, expr) -> int:
+    """Divisions by tensor-valued expressions other than a positive tensor symbol."""
+    count = 0
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, sp.Pow) and node.exp.is_negative:
+            base = node.base
+            if any(spec.is_tensor(s) for s in base.free_symbols) and not (base.is_Symbol and base.is_positive):
+                count += 1
+    return count
+
+
+def merge_sums(spec: Spec, expr):
+    """``a*Σ_k(e) + b*Σ_k(f)`` -> ``Σ_k(a*e + b*f)`` where ``a``, ``b`` do not vary along ``k``."""
+    if not isinstance(expr, sp.Basic) or expr.is_Atom:
+        return expr
+    expr = expr.func(*[merge_sums(spec, a) for a in expr.args]) if expr.args else expr
+    if not isinstance(expr, sp.Add):
+        return expr
+    groups: dict = {}
+    rest = []
+    for term in expr.args:
+        sums = [f for f in sp.Mul.make_args(term) if isinstance(f, Sum)]
+        if len(sums) == 1:
+            s = sums[0]
+            coeff = term / s
+            if s.axis not in spec.axes_of(coeff):
+                groups.setdefault(s.axis, []).append(coeff * s.body)
+                continue
+        rest.append(term)
+    if not any(len(v) > 1 for v in groups.values()):
+        return expr
+    out = sp.Add(*rest)
+    for axis, bodies in groups.items():
+        out += Sum(axis, sp.factor_terms(sp.Add(*bodies)))
+    return out
 
 
 def _has_reduction(expr) -> bool:
