@@ -8,7 +8,7 @@ is in batchnorm_biased.md beside this file.
     out, ctx = forward(hprebn, bngain, bnbias, eps=EPS)
     grads = backward(ctx, dhpreact)  # fused closed form: (dhprebn, dbngain, dbnbias)
     every = backward_chunked(ctx, dhpreact)  # {'d' + name: gradient} of every tensor
-    Function.apply(hprebn, bngain, bnbias, eps=eps)  # the same inside any autograd graph
+    Function.apply(hprebn, bngain, bnbias, eps)  # inside any autograd graph
 
 Arguments:
     hprebn: input (n, d)
@@ -17,8 +17,11 @@ Arguments:
 """
 
 import torch
+from torch.autograd.function import once_differentiable
 
 EPS = 1e-05
+
+
 
 
 def forward(hprebn, bngain, bnbias, eps=EPS, chunked=True):
@@ -35,7 +38,7 @@ def forward(hprebn, bngain, bnbias, eps=EPS, chunked=True):
     hpreact = bnbias + bngain*bnraw  # (n, d) hpreact = bnbias + bngain*bnraw
     if not chunked:
         return hpreact, {"n": n, "bngain": bngain, "bnvar_inv": bnvar_inv, "bnraw": bnraw}
-    ctx = {
+    _ctx = {
         "n": n,
         "d": d,
         "hprebn": hprebn,
@@ -50,33 +53,46 @@ def forward(hprebn, bngain, bnbias, eps=EPS, chunked=True):
         "hpreact": hpreact,
         "eps": eps,
     }
-    return hpreact, ctx
+    return hpreact, _ctx
 
 
-def backward(ctx, dhpreact):
-    """The fused closed form: one gradient per differentiable input, in input order."""
-    n = ctx["n"]
-    bngain = ctx["bngain"]
-    bnvar_inv = ctx["bnvar_inv"]
-    bnraw = ctx["bnraw"]
-    t0 = (bnraw*dhpreact).sum(0, keepdim=True)  # (1, d)
-    t1 = dhpreact.sum(0, keepdim=True)  # (1, d)
-    dhprebn = (bngain*bnvar_inv/n)*(-t0*bnraw + n*dhpreact - t1)  # (n, d) fused: dhpreact -> dhprebn
-    dbngain = t0  # (1, d) fused: dhpreact -> dbngain
-    dbnbias = t1  # (1, d) fused: dhpreact -> dbnbias
-    return (dhprebn, dbngain, dbnbias,)
+def backward(_ctx, dhpreact, needs=None):
+    """The fused closed form: one gradient per differentiable input, in input order.
+
+    ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
+    their place in the result is ``None``."""
+    n = _ctx["n"]
+    bngain = _ctx["bngain"]
+    bnvar_inv = _ctx["bnvar_inv"]
+    bnraw = _ctx["bnraw"]
+    if needs is None:
+        needs = (True,) * 3
+    dhprebn = None
+    dbngain = None
+    dbnbias = None
+    if needs[0] or needs[1]:
+        t0 = (bnraw*dhpreact).sum(0, keepdim=True)  # (1, d)
+    if needs[0] or needs[2]:
+        t1 = dhpreact.sum(0, keepdim=True)  # (1, d)
+    if needs[0]:
+        dhprebn = (bngain*bnvar_inv/n)*(-t0*bnraw + n*dhpreact - t1)  # (n, d) fused: dhpreact -> dhprebn
+    if needs[1]:
+        dbngain = t0  # (1, d) fused: dhpreact -> dbngain
+    if needs[2]:
+        dbnbias = t1  # (1, d) fused: dhpreact -> dbnbias
+    return dhprebn, dbngain, dbnbias
 
 
-def backward_chunked(ctx, dhpreact):
+def backward_chunked(_ctx, dhpreact):
     """The gradient of every intermediate and input, one binding at a time."""
-    n = ctx["n"]
-    d = ctx["d"]
-    bngain = ctx["bngain"]
-    bndiff = ctx["bndiff"]
-    bnvar = ctx["bnvar"]
-    bnvar_inv = ctx["bnvar_inv"]
-    bnraw = ctx["bnraw"]
-    eps = ctx["eps"]
+    n = _ctx["n"]
+    d = _ctx["d"]
+    bngain = _ctx["bngain"]
+    bndiff = _ctx["bndiff"]
+    bnvar = _ctx["bnvar"]
+    bnvar_inv = _ctx["bnvar_inv"]
+    bnraw = _ctx["bnraw"]
+    eps = _ctx["eps"]
     dbnraw = bngain*dhpreact  # (n, d) through hpreact = bnbias + bngain*bnraw
     dbnvar_inv = (bndiff*dbnraw).sum(0, keepdim=True)  # (1, d) through bnraw = bndiff*bnvar_inv
     dbnvar = -1/2*dbnvar_inv/(bnvar + eps)**(1.5)  # (1, d) through bnvar_inv = 1/sqrt(bnvar + eps)
@@ -100,9 +116,9 @@ def backward_chunked(ctx, dhpreact):
 
 
 class BatchNorm1d:
-    """A stateful layer for stacks without autograd: holds bngain, bnbias; ``__call__`` runs
-    the forward and keeps its context, ``backward`` stores parameter gradients in ``grads``
-    and returns the gradient of the input."""
+    """A stateful layer for stacks without autograd: holds bngain, bnbias;
+    ``__call__`` runs the forward and keeps its context, ``backward`` stores parameter
+    gradients in ``grads`` and returns the gradient of the input."""
 
     def __init__(self, bngain, bnbias, eps=EPS):
         self.bngain = bngain
@@ -115,28 +131,40 @@ class BatchNorm1d:
         return [self.bngain, self.bnbias]
 
     def __call__(self, hprebn):
-        out, self.ctx = forward(hprebn, self.bngain, self.bnbias, eps=self.eps, chunked=False)
-        return out
+        _out, self.ctx = forward(hprebn, self.bngain, self.bnbias, eps=self.eps, chunked=False)
+        return _out
 
     def backward(self, dhpreact):
-        dhprebn, dbngain, dbnbias, = backward(self.ctx, dhpreact)
+        dhprebn, dbngain, dbnbias = backward(self.ctx, dhpreact)
         self.grads = {"bngain": dbngain, "bnbias": dbnbias}
         return dhprebn
 
 
 class Function(torch.autograd.Function):
-    """``Function.apply(hprebn, bngain, bnbias, eps=eps)`` with the generated fused backward."""
+    """``Function.apply(hprebn, bngain, bnbias, eps)`` with the generated fused backward.
+
+    Works with ``torch.func.grad`` and ``vmap`` (``setup_context``), computes only the
+    gradients autograd asks for (``needs_input_grad``), and refuses double backward
+    (``once_differentiable``) rather than return numbers that ignore it. Autograd
+    keeps only the arguments; the backward recomputes the forward tensors it reads."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, hprebn, bngain, bnbias, eps=EPS):
-        out, saved = forward(hprebn, bngain, bnbias, eps=eps, chunked=False)
-        ctx.save_for_backward(saved["bngain"], saved["bnvar_inv"], saved["bnraw"])
-        ctx.scalars = {"n": saved["n"]}
-        return out
+    def forward(hprebn, bngain, bnbias, eps=EPS):
+        return forward(hprebn, bngain, bnbias, eps=eps, chunked=False)[0]
 
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:3], output)
+        defaults = (EPS, )
+        ctx.options = (*inputs[3:], *defaults[len(inputs) - 3:])
+
+    @staticmethod
+    @once_differentiable
     def backward(ctx, dhpreact):
-        saved = dict(zip(["bngain", "bnvar_inv", "bnraw"], ctx.saved_tensors))
-        saved.update(ctx.scalars)
-        dhprebn, dbngain, dbnbias, = backward(saved, dhpreact)
-        return dhprebn, dbngain, dbnbias, None
+        *args, _out = ctx.saved_tensors
+        _, saved = forward(*args, *ctx.options, chunked=False)
+        needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2], )
+        grads = backward(saved, dhpreact, needs)
+        return grads[0], grads[1], grads[2], None

@@ -8,7 +8,7 @@ is in cross_entropy.md beside this file.
     out, ctx = forward(logits, targets)
     grads = backward(ctx, dloss)  # fused closed form: (dlogits)
     every = backward_chunked(ctx, dloss)  # {'d' + name: gradient} of every tensor
-    Function.apply(logits, targets)  # the same inside any autograd graph
+    Function.apply(logits, targets)  # inside any autograd graph
 
 Arguments:
     logits: input (n, c)
@@ -16,6 +16,15 @@ Arguments:
 """
 
 import torch
+from torch.autograd.function import once_differentiable
+
+
+
+
+def _max_mask(x, dim):
+    """1/(number of ties) where ``x`` equals its maximum along ``dim``, else 0 (``amax``'s gradient rule)."""
+    hit = (x == x.amax(dim, keepdim=True)).to(x.dtype)
+    return hit / hit.sum(dim, keepdim=True)
 
 
 
@@ -34,7 +43,7 @@ def forward(logits, targets, chunked=True):
     loss = (-logprobs.gather(1, targets.unsqueeze(1)).sum(0, keepdim=True)/n).reshape(())  # () loss = -Σ_n(Σ_c(logprobs*targets))/n
     if not chunked:
         return loss, {"n": n, "c": c, "targets": targets, "probs": probs}
-    ctx = {
+    _ctx = {
         "n": n,
         "c": c,
         "logits": logits,
@@ -48,37 +57,40 @@ def forward(logits, targets, chunked=True):
         "logprobs": logprobs,
         "loss": loss,
     }
-    return loss, ctx
+    return loss, _ctx
 
 
-def backward(ctx, dloss):
-    """The fused closed form: one gradient per differentiable input, in input order."""
-    n = ctx["n"]
-    c = ctx["c"]
-    targets = ctx["targets"]
-    probs = ctx["probs"]
-    dlogits = (dloss/n)*(probs - torch.nn.functional.one_hot(targets, c))  # (n, c) fused: dloss -> dlogits
-    return (dlogits,)
+def backward(_ctx, dloss, needs=None):
+    """The fused closed form: one gradient per differentiable input, in input order.
+
+    ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
+    their place in the result is ``None``."""
+    n = _ctx["n"]
+    c = _ctx["c"]
+    targets = _ctx["targets"]
+    probs = _ctx["probs"]
+    dlogits = (dloss/n)*(probs - torch.nn.functional.one_hot(targets, c).to(dloss.dtype))  # (n, c) fused: dloss -> dlogits
+    return dlogits,
 
 
-def backward_chunked(ctx, dloss):
+def backward_chunked(_ctx, dloss):
     """The gradient of every intermediate and input, one binding at a time."""
-    n = ctx["n"]
-    c = ctx["c"]
-    logits = ctx["logits"]
-    targets = ctx["targets"]
-    counts = ctx["counts"]
-    counts_sum = ctx["counts_sum"]
-    counts_sum_inv = ctx["counts_sum_inv"]
-    probs = ctx["probs"]
-    dlogprobs = -(dloss/n)*torch.nn.functional.one_hot(targets, c)  # (n, c) through loss = -Σ_n(Σ_c(logprobs*targets))/n
+    n = _ctx["n"]
+    c = _ctx["c"]
+    logits = _ctx["logits"]
+    targets = _ctx["targets"]
+    counts = _ctx["counts"]
+    counts_sum = _ctx["counts_sum"]
+    counts_sum_inv = _ctx["counts_sum_inv"]
+    probs = _ctx["probs"]
+    dlogprobs = -(dloss/n)*torch.nn.functional.one_hot(targets, c).to(dloss.dtype)  # (n, c) through loss = -Σ_n(Σ_c(logprobs*targets))/n
     dprobs = dlogprobs/probs  # (n, c) through logprobs = log(probs)
     dcounts_sum_inv = (counts*dprobs).sum(1, keepdim=True)  # (n, 1) through probs = counts*counts_sum_inv
     dcounts_sum = -dcounts_sum_inv/counts_sum**2  # (n, 1) through counts_sum_inv = 1/counts_sum
     dcounts = counts_sum_inv*dprobs + dcounts_sum  # (n, c) through counts_sum = Σ_c(counts), probs = counts*counts_sum_inv
     dnorm_logits = counts*dcounts  # (n, c) through counts = exp(norm_logits)
     dlogit_maxes = -dnorm_logits.sum(1, keepdim=True)  # (n, 1) through norm_logits = -logit_maxes + logits
-    dlogits = dlogit_maxes*torch.zeros_like(logits).scatter_(1, logits.max(1, keepdim=True).indices, 1) + dnorm_logits  # (n, c) through logit_maxes = max_c(logits), norm_logits = -logit_maxes + logits
+    dlogits = dlogit_maxes*_max_mask(logits, 1) + dnorm_logits  # (n, c) through logit_maxes = max_c(logits), norm_logits = -logit_maxes + logits
     return {
         "dlogprobs": dlogprobs,
         "dprobs": dprobs,
@@ -92,9 +104,9 @@ def backward_chunked(ctx, dloss):
 
 
 class CrossEntropy:
-    """A stateful layer for stacks without autograd: holds no parameters; ``__call__`` runs
-    the forward and keeps its context, ``backward`` stores parameter gradients in ``grads``
-    and returns the gradient of the input."""
+    """A stateful layer for stacks without autograd: holds no parameters;
+    ``__call__`` runs the forward and keeps its context, ``backward`` stores parameter
+    gradients in ``grads`` and returns the gradient of the input."""
 
     def __init__(self):
         self.ctx = None
@@ -104,8 +116,8 @@ class CrossEntropy:
         return []
 
     def __call__(self, logits, targets):
-        out, self.ctx = forward(logits, targets, chunked=False)
-        return out
+        _out, self.ctx = forward(logits, targets, chunked=False)
+        return _out
 
     def backward(self, dloss):
         dlogits, = backward(self.ctx, dloss)
@@ -114,18 +126,29 @@ class CrossEntropy:
 
 
 class Function(torch.autograd.Function):
-    """``Function.apply(logits, targets)`` with the generated fused backward."""
+    """``Function.apply(logits, targets)`` with the generated fused backward.
+
+    Works with ``torch.func.grad`` and ``vmap`` (``setup_context``), computes only the
+    gradients autograd asks for (``needs_input_grad``), and refuses double backward
+    (``once_differentiable``) rather than return numbers that ignore it. Autograd
+    keeps only the arguments; the backward recomputes the forward tensors it reads."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, logits, targets):
-        out, saved = forward(logits, targets, chunked=False)
-        ctx.save_for_backward(saved["targets"], saved["probs"])
-        ctx.scalars = {"n": saved["n"], "c": saved["c"]}
-        return out
+    def forward(logits, targets):
+        return forward(logits, targets, chunked=False)[0]
 
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:2], output)
+        ctx.options = ()
+
+    @staticmethod
+    @once_differentiable
     def backward(ctx, dloss):
-        saved = dict(zip(["targets", "probs"], ctx.saved_tensors))
-        saved.update(ctx.scalars)
-        dlogits, = backward(saved, dloss)
-        return dlogits, None
+        *args, _out = ctx.saved_tensors
+        _, saved = forward(*args, *ctx.options, chunked=False)
+        needs = (ctx.needs_input_grad[0], )
+        grads = backward(saved, dloss, needs)
+        return grads[0], None

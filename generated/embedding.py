@@ -8,7 +8,7 @@ is in embedding.md beside this file.
     out, ctx = forward(C, X)
     grads = backward(ctx, demb)  # fused closed form: (dC)
     every = backward_chunked(ctx, demb)  # {'d' + name: gradient} of every tensor
-    Function.apply(C, X)  # the same inside any autograd graph
+    Function.apply(C, X)  # inside any autograd graph
 
 Arguments:
     C: parameter (v, e)
@@ -16,6 +16,9 @@ Arguments:
 """
 
 import torch
+from torch.autograd.function import once_differentiable
+
+
 
 
 
@@ -29,7 +32,7 @@ def forward(C, X, chunked=True):
     emb = C[X]  # (n, t, e) emb = Σ_v(C*X)
     if not chunked:
         return emb, {"v": v, "e": e, "X": X}
-    ctx = {
+    _ctx = {
         "n": n,
         "t": t,
         "v": v,
@@ -38,23 +41,26 @@ def forward(C, X, chunked=True):
         "X": X,
         "emb": emb,
     }
-    return emb, ctx
+    return emb, _ctx
 
 
-def backward(ctx, demb):
-    """The fused closed form: one gradient per differentiable input, in input order."""
-    v = ctx["v"]
-    e = ctx["e"]
-    X = ctx["X"]
+def backward(_ctx, demb, needs=None):
+    """The fused closed form: one gradient per differentiable input, in input order.
+
+    ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
+    their place in the result is ``None``."""
+    v = _ctx["v"]
+    e = _ctx["e"]
+    X = _ctx["X"]
     dC = demb.new_zeros((v, e)).index_add_(0, X.reshape(-1), demb.reshape(-1, e))  # (v, e) fused: demb -> dC
-    return (dC,)
+    return dC,
 
 
-def backward_chunked(ctx, demb):
+def backward_chunked(_ctx, demb):
     """The gradient of every intermediate and input, one binding at a time."""
-    v = ctx["v"]
-    e = ctx["e"]
-    X = ctx["X"]
+    v = _ctx["v"]
+    e = _ctx["e"]
+    X = _ctx["X"]
     dC = demb.new_zeros((v, e)).index_add_(0, X.reshape(-1), demb.reshape(-1, e))  # (v, e) through emb = Σ_v(C*X)
     return {
         "dC": dC,
@@ -62,9 +68,9 @@ def backward_chunked(ctx, demb):
 
 
 class Embedding:
-    """A stateful layer for stacks without autograd: holds C; ``__call__`` runs
-    the forward and keeps its context, ``backward`` stores parameter gradients in ``grads``
-    and returns the gradient of the input."""
+    """A stateful layer for stacks without autograd: holds C;
+    ``__call__`` runs the forward and keeps its context, ``backward`` stores parameter
+    gradients in ``grads`` and returns the gradient of the input."""
 
     def __init__(self, C):
         self.C = C
@@ -75,8 +81,8 @@ class Embedding:
         return [self.C]
 
     def __call__(self, X):
-        out, self.ctx = forward(self.C, X, chunked=False)
-        return out
+        _out, self.ctx = forward(self.C, X, chunked=False)
+        return _out
 
     def backward(self, demb):
         dC, = backward(self.ctx, demb)
@@ -85,18 +91,28 @@ class Embedding:
 
 
 class Function(torch.autograd.Function):
-    """``Function.apply(C, X)`` with the generated fused backward."""
+    """``Function.apply(C, X)`` with the generated fused backward.
+
+    Works with ``torch.func.grad`` and ``vmap`` (``setup_context``), computes only the
+    gradients autograd asks for (``needs_input_grad``), and refuses double backward
+    (``once_differentiable``) rather than return numbers that ignore it."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, C, X):
-        out, saved = forward(C, X, chunked=False)
-        ctx.save_for_backward(saved["X"])
-        ctx.scalars = {"v": saved["v"], "e": saved["e"]}
-        return out
+    def forward(C, X):
+        return forward(C, X, chunked=False)[0]
 
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:2], output)
+        ctx.options = ()
+
+    @staticmethod
+    @once_differentiable
     def backward(ctx, demb):
-        saved = dict(zip(["X"], ctx.saved_tensors))
-        saved.update(ctx.scalars)
-        dC, = backward(saved, demb)
-        return dC, None
+        *args, _out = ctx.saved_tensors
+        saved = {"v": args[0].shape[0], "e": args[0].shape[1], "X": args[1]}
+        needs = (ctx.needs_input_grad[0], )
+        grads = backward(saved, demb, needs)
+        return grads[0], None

@@ -8,7 +8,7 @@ is in layernorm.md beside this file.
     out, ctx = forward(x, gain, bias, eps=EPS)
     grads = backward(ctx, dy)  # fused closed form: (dx, dgain, dbias)
     every = backward_chunked(ctx, dy)  # {'d' + name: gradient} of every tensor
-    Function.apply(x, gain, bias, eps=eps)  # the same inside any autograd graph
+    Function.apply(x, gain, bias, eps)  # inside any autograd graph
 
 Arguments:
     x: input (n, d)
@@ -17,8 +17,11 @@ Arguments:
 """
 
 import torch
+from torch.autograd.function import once_differentiable
 
 EPS = 1e-05
+
+
 
 
 def forward(x, gain, bias, eps=EPS, chunked=True):
@@ -34,7 +37,7 @@ def forward(x, gain, bias, eps=EPS, chunked=True):
     y = bias + gain*xhat  # (n, d) y = bias + gain*xhat
     if not chunked:
         return y, {"d": d, "gain": gain, "rstd": rstd, "xhat": xhat}
-    ctx = {
+    _ctx = {
         "n": n,
         "d": d,
         "x": x,
@@ -48,31 +51,43 @@ def forward(x, gain, bias, eps=EPS, chunked=True):
         "y": y,
         "eps": eps,
     }
-    return y, ctx
+    return y, _ctx
 
 
-def backward(ctx, dy):
-    """The fused closed form: one gradient per differentiable input, in input order."""
-    d = ctx["d"]
-    gain = ctx["gain"]
-    rstd = ctx["rstd"]
-    xhat = ctx["xhat"]
-    t0 = gain*dy  # (n, d)
-    dx = (rstd/d)*((d*gain)*dy - ((t0*xhat).sum(1, keepdim=True))*xhat - t0.sum(1, keepdim=True))  # (n, d) fused: dy -> dx
-    dgain = (dy*xhat).sum(0)  # (d,) fused: dy -> dgain
-    dbias = dy.sum(0)  # (d,) fused: dy -> dbias
-    return (dx, dgain, dbias,)
+def backward(_ctx, dy, needs=None):
+    """The fused closed form: one gradient per differentiable input, in input order.
+
+    ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
+    their place in the result is ``None``."""
+    d = _ctx["d"]
+    gain = _ctx["gain"]
+    rstd = _ctx["rstd"]
+    xhat = _ctx["xhat"]
+    if needs is None:
+        needs = (True,) * 3
+    dx = None
+    dgain = None
+    dbias = None
+    if needs[0]:
+        t0 = gain*dy  # (n, d)
+    if needs[0]:
+        dx = (rstd/d)*((d*gain)*dy - ((t0*xhat).sum(1, keepdim=True))*xhat - t0.sum(1, keepdim=True))  # (n, d) fused: dy -> dx
+    if needs[1]:
+        dgain = (dy*xhat).sum(0)  # (d,) fused: dy -> dgain
+    if needs[2]:
+        dbias = dy.sum(0)  # (d,) fused: dy -> dbias
+    return dx, dgain, dbias
 
 
-def backward_chunked(ctx, dy):
+def backward_chunked(_ctx, dy):
     """The gradient of every intermediate and input, one binding at a time."""
-    d = ctx["d"]
-    gain = ctx["gain"]
-    xc = ctx["xc"]
-    var = ctx["var"]
-    rstd = ctx["rstd"]
-    xhat = ctx["xhat"]
-    eps = ctx["eps"]
+    d = _ctx["d"]
+    gain = _ctx["gain"]
+    xc = _ctx["xc"]
+    var = _ctx["var"]
+    rstd = _ctx["rstd"]
+    xhat = _ctx["xhat"]
+    eps = _ctx["eps"]
     dxhat = gain*dy  # (n, d) through y = bias + gain*xhat
     drstd = (dxhat*xc).sum(1, keepdim=True)  # (n, 1) through xhat = rstd*xc
     dvar = -1/2*drstd/(eps + var)**(1.5)  # (n, 1) through rstd = 1/sqrt(eps + var)
@@ -94,9 +109,9 @@ def backward_chunked(ctx, dy):
 
 
 class LayerNorm:
-    """A stateful layer for stacks without autograd: holds gain, bias; ``__call__`` runs
-    the forward and keeps its context, ``backward`` stores parameter gradients in ``grads``
-    and returns the gradient of the input."""
+    """A stateful layer for stacks without autograd: holds gain, bias;
+    ``__call__`` runs the forward and keeps its context, ``backward`` stores parameter
+    gradients in ``grads`` and returns the gradient of the input."""
 
     def __init__(self, gain, bias, eps=EPS):
         self.gain = gain
@@ -109,28 +124,40 @@ class LayerNorm:
         return [self.gain, self.bias]
 
     def __call__(self, x):
-        out, self.ctx = forward(x, self.gain, self.bias, eps=self.eps, chunked=False)
-        return out
+        _out, self.ctx = forward(x, self.gain, self.bias, eps=self.eps, chunked=False)
+        return _out
 
     def backward(self, dy):
-        dx, dgain, dbias, = backward(self.ctx, dy)
+        dx, dgain, dbias = backward(self.ctx, dy)
         self.grads = {"gain": dgain, "bias": dbias}
         return dx
 
 
 class Function(torch.autograd.Function):
-    """``Function.apply(x, gain, bias, eps=eps)`` with the generated fused backward."""
+    """``Function.apply(x, gain, bias, eps)`` with the generated fused backward.
+
+    Works with ``torch.func.grad`` and ``vmap`` (``setup_context``), computes only the
+    gradients autograd asks for (``needs_input_grad``), and refuses double backward
+    (``once_differentiable``) rather than return numbers that ignore it. Autograd
+    keeps only the arguments; the backward recomputes the forward tensors it reads."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x, gain, bias, eps=EPS):
-        out, saved = forward(x, gain, bias, eps=eps, chunked=False)
-        ctx.save_for_backward(saved["gain"], saved["rstd"], saved["xhat"])
-        ctx.scalars = {"d": saved["d"]}
-        return out
+    def forward(x, gain, bias, eps=EPS):
+        return forward(x, gain, bias, eps=eps, chunked=False)[0]
 
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:3], output)
+        defaults = (EPS, )
+        ctx.options = (*inputs[3:], *defaults[len(inputs) - 3:])
+
+    @staticmethod
+    @once_differentiable
     def backward(ctx, dy):
-        saved = dict(zip(["gain", "rstd", "xhat"], ctx.saved_tensors))
-        saved.update(ctx.scalars)
-        dx, dgain, dbias, = backward(saved, dy)
-        return dx, dgain, dbias, None
+        *args, _out = ctx.saved_tensors
+        _, saved = forward(*args, *ctx.options, chunked=False)
+        needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2], )
+        grads = backward(saved, dy, needs)
+        return grads[0], grads[1], grads[2], None

@@ -8,7 +8,7 @@ is in linear.md beside this file.
     out, ctx = forward(x, W, b)
     grads = backward(ctx, dy)  # fused closed form: (dx, dW, db)
     every = backward_chunked(ctx, dy)  # {'d' + name: gradient} of every tensor
-    Function.apply(x, W, b)  # the same inside any autograd graph
+    Function.apply(x, W, b)  # inside any autograd graph
 
 Arguments:
     x: input (n, i)
@@ -17,6 +17,9 @@ Arguments:
 """
 
 import torch
+from torch.autograd.function import once_differentiable
+
+
 
 
 
@@ -29,7 +32,7 @@ def forward(x, W, b, chunked=True):
     y = b + x @ W  # (n, o) y = b + Σ_i(W*x)
     if not chunked:
         return y, {"x": x, "W": W}
-    ctx = {
+    _ctx = {
         "n": n,
         "i": i,
         "o": o,
@@ -38,23 +41,34 @@ def forward(x, W, b, chunked=True):
         "b": b,
         "y": y,
     }
-    return y, ctx
+    return y, _ctx
 
 
-def backward(ctx, dy):
-    """The fused closed form: one gradient per differentiable input, in input order."""
-    x = ctx["x"]
-    W = ctx["W"]
-    dx = dy @ W.T  # (n, i) fused: dy -> dx
-    dW = x.T @ dy  # (i, o) fused: dy -> dW
-    db = dy.sum(0)  # (o,) fused: dy -> db
-    return (dx, dW, db,)
+def backward(_ctx, dy, needs=None):
+    """The fused closed form: one gradient per differentiable input, in input order.
+
+    ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
+    their place in the result is ``None``."""
+    x = _ctx["x"]
+    W = _ctx["W"]
+    if needs is None:
+        needs = (True,) * 3
+    dx = None
+    dW = None
+    db = None
+    if needs[0]:
+        dx = dy @ W.T  # (n, i) fused: dy -> dx
+    if needs[1]:
+        dW = x.T @ dy  # (i, o) fused: dy -> dW
+    if needs[2]:
+        db = dy.sum(0)  # (o,) fused: dy -> db
+    return dx, dW, db
 
 
-def backward_chunked(ctx, dy):
+def backward_chunked(_ctx, dy):
     """The gradient of every intermediate and input, one binding at a time."""
-    x = ctx["x"]
-    W = ctx["W"]
+    x = _ctx["x"]
+    W = _ctx["W"]
     dx = dy @ W.T  # (n, i) through y = b + Σ_i(W*x)
     dW = x.T @ dy  # (i, o) through y = b + Σ_i(W*x)
     db = dy.sum(0)  # (o,) through y = b + Σ_i(W*x)
@@ -66,9 +80,9 @@ def backward_chunked(ctx, dy):
 
 
 class Linear:
-    """A stateful layer for stacks without autograd: holds W, b; ``__call__`` runs
-    the forward and keeps its context, ``backward`` stores parameter gradients in ``grads``
-    and returns the gradient of the input."""
+    """A stateful layer for stacks without autograd: holds W, b;
+    ``__call__`` runs the forward and keeps its context, ``backward`` stores parameter
+    gradients in ``grads`` and returns the gradient of the input."""
 
     def __init__(self, W, b):
         self.W = W
@@ -80,28 +94,38 @@ class Linear:
         return [self.W, self.b]
 
     def __call__(self, x):
-        out, self.ctx = forward(x, self.W, self.b, chunked=False)
-        return out
+        _out, self.ctx = forward(x, self.W, self.b, chunked=False)
+        return _out
 
     def backward(self, dy):
-        dx, dW, db, = backward(self.ctx, dy)
+        dx, dW, db = backward(self.ctx, dy)
         self.grads = {"W": dW, "b": db}
         return dx
 
 
 class Function(torch.autograd.Function):
-    """``Function.apply(x, W, b)`` with the generated fused backward."""
+    """``Function.apply(x, W, b)`` with the generated fused backward.
+
+    Works with ``torch.func.grad`` and ``vmap`` (``setup_context``), computes only the
+    gradients autograd asks for (``needs_input_grad``), and refuses double backward
+    (``once_differentiable``) rather than return numbers that ignore it."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x, W, b):
-        out, saved = forward(x, W, b, chunked=False)
-        ctx.save_for_backward(saved["x"], saved["W"])
-        ctx.scalars = {}
-        return out
+    def forward(x, W, b):
+        return forward(x, W, b, chunked=False)[0]
 
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:3], output)
+        ctx.options = ()
+
+    @staticmethod
+    @once_differentiable
     def backward(ctx, dy):
-        saved = dict(zip(["x", "W"], ctx.saved_tensors))
-        saved.update(ctx.scalars)
-        dx, dW, db, = backward(saved, dy)
-        return dx, dW, db
+        *args, _out = ctx.saved_tensors
+        saved = {"x": args[0], "W": args[1]}
+        needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2], )
+        grads = backward(saved, dy, needs)
+        return grads[0], grads[1], grads[2]

@@ -8,7 +8,7 @@ is in mse.md beside this file.
     out, ctx = forward(pred, target)
     grads = backward(ctx, dloss)  # fused closed form: (dpred, dtarget)
     every = backward_chunked(ctx, dloss)  # {'d' + name: gradient} of every tensor
-    Function.apply(pred, target)  # the same inside any autograd graph
+    Function.apply(pred, target)  # inside any autograd graph
 
 Arguments:
     pred: input (n, d)
@@ -16,6 +16,9 @@ Arguments:
 """
 
 import torch
+from torch.autograd.function import once_differentiable
+
+
 
 
 
@@ -28,7 +31,7 @@ def forward(pred, target, chunked=True):
     loss = ((diff**2).sum(1, keepdim=True).sum(0, keepdim=True)/(d*n)).reshape(())  # () loss = Σ_n(Σ_d(diff**2))/(d*n)
     if not chunked:
         return loss, {"n": n, "d": d, "diff": diff}
-    ctx = {
+    _ctx = {
         "n": n,
         "d": d,
         "pred": pred,
@@ -36,25 +39,34 @@ def forward(pred, target, chunked=True):
         "diff": diff,
         "loss": loss,
     }
-    return loss, ctx
+    return loss, _ctx
 
 
-def backward(ctx, dloss):
-    """The fused closed form: one gradient per differentiable input, in input order."""
-    n = ctx["n"]
-    d = ctx["d"]
-    diff = ctx["diff"]
+def backward(_ctx, dloss, needs=None):
+    """The fused closed form: one gradient per differentiable input, in input order.
+
+    ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
+    their place in the result is ``None``."""
+    n = _ctx["n"]
+    d = _ctx["d"]
+    diff = _ctx["diff"]
+    if needs is None:
+        needs = (True,) * 2
+    dpred = None
+    dtarget = None
     t0 = (2*dloss/(d*n))*diff  # (n, d)
-    dpred = t0  # (n, d) fused: dloss -> dpred
-    dtarget = -t0  # (n, d) fused: dloss -> dtarget
-    return (dpred, dtarget,)
+    if needs[0]:
+        dpred = t0  # (n, d) fused: dloss -> dpred
+    if needs[1]:
+        dtarget = -t0  # (n, d) fused: dloss -> dtarget
+    return dpred, dtarget
 
 
-def backward_chunked(ctx, dloss):
+def backward_chunked(_ctx, dloss):
     """The gradient of every intermediate and input, one binding at a time."""
-    n = ctx["n"]
-    d = ctx["d"]
-    diff = ctx["diff"]
+    n = _ctx["n"]
+    d = _ctx["d"]
+    diff = _ctx["diff"]
     ddiff = (2*dloss/(d*n))*diff  # (n, d) through loss = Σ_n(Σ_d(diff**2))/(d*n)
     dpred = ddiff  # (n, d) through diff = pred - target
     dtarget = -ddiff  # (n, d) through diff = pred - target
@@ -66,9 +78,9 @@ def backward_chunked(ctx, dloss):
 
 
 class MSELoss:
-    """A stateful layer for stacks without autograd: holds no parameters; ``__call__`` runs
-    the forward and keeps its context, ``backward`` stores parameter gradients in ``grads``
-    and returns the gradient of the input."""
+    """A stateful layer for stacks without autograd: holds no parameters;
+    ``__call__`` runs the forward and keeps its context, ``backward`` stores parameter
+    gradients in ``grads`` and returns the gradient of the input."""
 
     def __init__(self):
         self.ctx = None
@@ -78,28 +90,39 @@ class MSELoss:
         return []
 
     def __call__(self, pred, target):
-        out, self.ctx = forward(pred, target, chunked=False)
-        return out
+        _out, self.ctx = forward(pred, target, chunked=False)
+        return _out
 
     def backward(self, dloss):
-        dpred, dtarget, = backward(self.ctx, dloss)
+        dpred, dtarget = backward(self.ctx, dloss)
         self.grads = {}
         return dpred, dtarget
 
 
 class Function(torch.autograd.Function):
-    """``Function.apply(pred, target)`` with the generated fused backward."""
+    """``Function.apply(pred, target)`` with the generated fused backward.
+
+    Works with ``torch.func.grad`` and ``vmap`` (``setup_context``), computes only the
+    gradients autograd asks for (``needs_input_grad``), and refuses double backward
+    (``once_differentiable``) rather than return numbers that ignore it. Autograd
+    keeps only the arguments; the backward recomputes the forward tensors it reads."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, pred, target):
-        out, saved = forward(pred, target, chunked=False)
-        ctx.save_for_backward(saved["diff"])
-        ctx.scalars = {"n": saved["n"], "d": saved["d"]}
-        return out
+    def forward(pred, target):
+        return forward(pred, target, chunked=False)[0]
 
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:2], output)
+        ctx.options = ()
+
+    @staticmethod
+    @once_differentiable
     def backward(ctx, dloss):
-        saved = dict(zip(["diff"], ctx.saved_tensors))
-        saved.update(ctx.scalars)
-        dpred, dtarget, = backward(saved, dloss)
-        return dpred, dtarget
+        *args, _out = ctx.saved_tensors
+        _, saved = forward(*args, *ctx.options, chunked=False)
+        needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], )
+        grads = backward(saved, dloss, needs)
+        return grads[0], grads[1]

@@ -8,7 +8,7 @@ is in rmsnorm.md beside this file.
     out, ctx = forward(x, gain, eps=EPS)
     grads = backward(ctx, dy)  # fused closed form: (dx, dgain)
     every = backward_chunked(ctx, dy)  # {'d' + name: gradient} of every tensor
-    Function.apply(x, gain, eps=eps)  # the same inside any autograd graph
+    Function.apply(x, gain, eps)  # inside any autograd graph
 
 Arguments:
     x: input (n, d)
@@ -16,8 +16,11 @@ Arguments:
 """
 
 import torch
+from torch.autograd.function import once_differentiable
 
 EPS = 1e-05
+
+
 
 
 def forward(x, gain, eps=EPS, chunked=True):
@@ -30,8 +33,8 @@ def forward(x, gain, eps=EPS, chunked=True):
     xhat = rrms*x  # (n, d) xhat = rrms*x
     y = gain*xhat  # (n, d) y = gain*xhat
     if not chunked:
-        return y, {"d": d, "gain": gain, "rrms": rrms, "xhat": xhat}
-    ctx = {
+        return y, {"d": d, "x": x, "gain": gain, "rrms": rrms, "xhat": xhat}
+    _ctx = {
         "n": n,
         "d": d,
         "x": x,
@@ -42,30 +45,41 @@ def forward(x, gain, eps=EPS, chunked=True):
         "y": y,
         "eps": eps,
     }
-    return y, ctx
+    return y, _ctx
 
 
-def backward(ctx, dy):
-    """The fused closed form: one gradient per differentiable input, in input order."""
-    d = ctx["d"]
-    gain = ctx["gain"]
-    rrms = ctx["rrms"]
-    xhat = ctx["xhat"]
-    t0 = dy*xhat  # (n, d)
-    dx = (rrms/d)*((d*gain)*dy - ((gain*t0).sum(1, keepdim=True))*xhat)  # (n, d) fused: dy -> dx
-    dgain = t0.sum(0)  # (d,) fused: dy -> dgain
-    return (dx, dgain,)
+def backward(_ctx, dy, needs=None):
+    """The fused closed form: one gradient per differentiable input, in input order.
+
+    ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
+    their place in the result is ``None``."""
+    d = _ctx["d"]
+    x = _ctx["x"]
+    gain = _ctx["gain"]
+    rrms = _ctx["rrms"]
+    xhat = _ctx["xhat"]
+    if needs is None:
+        needs = (True,) * 2
+    dx = None
+    dgain = None
+    if needs[0]:
+        t0 = gain*dy  # (n, d)
+    if needs[0]:
+        dx = (rrms/d)*(d*t0 - (rrms*(t0*x).sum(1, keepdim=True))*xhat)  # (n, d) fused: dy -> dx
+    if needs[1]:
+        dgain = (dy*xhat).sum(0)  # (d,) fused: dy -> dgain
+    return dx, dgain
 
 
-def backward_chunked(ctx, dy):
+def backward_chunked(_ctx, dy):
     """The gradient of every intermediate and input, one binding at a time."""
-    d = ctx["d"]
-    x = ctx["x"]
-    gain = ctx["gain"]
-    ms = ctx["ms"]
-    rrms = ctx["rrms"]
-    xhat = ctx["xhat"]
-    eps = ctx["eps"]
+    d = _ctx["d"]
+    x = _ctx["x"]
+    gain = _ctx["gain"]
+    ms = _ctx["ms"]
+    rrms = _ctx["rrms"]
+    xhat = _ctx["xhat"]
+    eps = _ctx["eps"]
     dxhat = gain*dy  # (n, d) through y = gain*xhat
     drrms = (dxhat*x).sum(1, keepdim=True)  # (n, 1) through xhat = rrms*x
     dms = -1/2*drrms/(eps + ms)**(1.5)  # (n, 1) through rrms = 1/sqrt(eps + ms)
@@ -81,9 +95,9 @@ def backward_chunked(ctx, dy):
 
 
 class RMSNorm:
-    """A stateful layer for stacks without autograd: holds gain; ``__call__`` runs
-    the forward and keeps its context, ``backward`` stores parameter gradients in ``grads``
-    and returns the gradient of the input."""
+    """A stateful layer for stacks without autograd: holds gain;
+    ``__call__`` runs the forward and keeps its context, ``backward`` stores parameter
+    gradients in ``grads`` and returns the gradient of the input."""
 
     def __init__(self, gain, eps=EPS):
         self.gain = gain
@@ -95,28 +109,40 @@ class RMSNorm:
         return [self.gain]
 
     def __call__(self, x):
-        out, self.ctx = forward(x, self.gain, eps=self.eps, chunked=False)
-        return out
+        _out, self.ctx = forward(x, self.gain, eps=self.eps, chunked=False)
+        return _out
 
     def backward(self, dy):
-        dx, dgain, = backward(self.ctx, dy)
+        dx, dgain = backward(self.ctx, dy)
         self.grads = {"gain": dgain}
         return dx
 
 
 class Function(torch.autograd.Function):
-    """``Function.apply(x, gain, eps=eps)`` with the generated fused backward."""
+    """``Function.apply(x, gain, eps)`` with the generated fused backward.
+
+    Works with ``torch.func.grad`` and ``vmap`` (``setup_context``), computes only the
+    gradients autograd asks for (``needs_input_grad``), and refuses double backward
+    (``once_differentiable``) rather than return numbers that ignore it. Autograd
+    keeps only the arguments; the backward recomputes the forward tensors it reads."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x, gain, eps=EPS):
-        out, saved = forward(x, gain, eps=eps, chunked=False)
-        ctx.save_for_backward(saved["gain"], saved["rrms"], saved["xhat"])
-        ctx.scalars = {"d": saved["d"]}
-        return out
+    def forward(x, gain, eps=EPS):
+        return forward(x, gain, eps=eps, chunked=False)[0]
 
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:2], output)
+        defaults = (EPS, )
+        ctx.options = (*inputs[2:], *defaults[len(inputs) - 2:])
+
+    @staticmethod
+    @once_differentiable
     def backward(ctx, dy):
-        saved = dict(zip(["gain", "rrms", "xhat"], ctx.saved_tensors))
-        saved.update(ctx.scalars)
-        dx, dgain, = backward(saved, dy)
-        return dx, dgain, None
+        *args, _out = ctx.saved_tensors
+        _, saved = forward(*args, *ctx.options, chunked=False)
+        needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], )
+        grads = backward(saved, dy, needs)
+        return grads[0], grads[1], None

@@ -8,13 +8,22 @@ is in softmax.md beside this file.
     out, ctx = forward(x)
     grads = backward(ctx, dprobs)  # fused closed form: (dx)
     every = backward_chunked(ctx, dprobs)  # {'d' + name: gradient} of every tensor
-    Function.apply(x)  # the same inside any autograd graph
+    Function.apply(x)  # inside any autograd graph
 
 Arguments:
     x: input (n, c)
 """
 
 import torch
+from torch.autograd.function import once_differentiable
+
+
+
+
+def _max_mask(x, dim):
+    """1/(number of ties) where ``x`` equals its maximum along ``dim``, else 0 (``amax``'s gradient rule)."""
+    hit = (x == x.amax(dim, keepdim=True)).to(x.dtype)
+    return hit / hit.sum(dim, keepdim=True)
 
 
 
@@ -29,7 +38,7 @@ def forward(x, chunked=True):
     probs = (1/counts_sum)*counts  # (n, c) probs = counts/counts_sum
     if not chunked:
         return probs, {"probs": probs}
-    ctx = {
+    _ctx = {
         "n": n,
         "c": c,
         "x": x,
@@ -38,25 +47,28 @@ def forward(x, chunked=True):
         "counts_sum": counts_sum,
         "probs": probs,
     }
-    return probs, ctx
+    return probs, _ctx
 
 
-def backward(ctx, dprobs):
-    """The fused closed form: one gradient per differentiable input, in input order."""
-    probs = ctx["probs"]
+def backward(_ctx, dprobs, needs=None):
+    """The fused closed form: one gradient per differentiable input, in input order.
+
+    ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
+    their place in the result is ``None``."""
+    probs = _ctx["probs"]
     dx = probs*(dprobs - (dprobs*probs).sum(1, keepdim=True))  # (n, c) fused: dprobs -> dx
-    return (dx,)
+    return dx,
 
 
-def backward_chunked(ctx, dprobs):
+def backward_chunked(_ctx, dprobs):
     """The gradient of every intermediate and input, one binding at a time."""
-    x = ctx["x"]
-    counts = ctx["counts"]
-    counts_sum = ctx["counts_sum"]
+    x = _ctx["x"]
+    counts = _ctx["counts"]
+    counts_sum = _ctx["counts_sum"]
     dcounts_sum = -(counts*dprobs).sum(1, keepdim=True)/counts_sum**2  # (n, 1) through probs = counts/counts_sum
     dcounts = dcounts_sum + (1/counts_sum)*dprobs  # (n, c) through counts_sum = Σ_c(counts), probs = counts/counts_sum
     dx_max = -(counts*dcounts).sum(1, keepdim=True)  # (n, 1) through counts = exp(x - x_max)
-    dx = counts*dcounts + dx_max*torch.zeros_like(x).scatter_(1, x.max(1, keepdim=True).indices, 1)  # (n, c) through counts = exp(x - x_max), x_max = max_c(x)
+    dx = counts*dcounts + dx_max*_max_mask(x, 1)  # (n, c) through counts = exp(x - x_max), x_max = max_c(x)
     return {
         "dcounts_sum": dcounts_sum,
         "dcounts": dcounts,
@@ -66,9 +78,9 @@ def backward_chunked(ctx, dprobs):
 
 
 class Softmax:
-    """A stateful layer for stacks without autograd: holds no parameters; ``__call__`` runs
-    the forward and keeps its context, ``backward`` stores parameter gradients in ``grads``
-    and returns the gradient of the input."""
+    """A stateful layer for stacks without autograd: holds no parameters;
+    ``__call__`` runs the forward and keeps its context, ``backward`` stores parameter
+    gradients in ``grads`` and returns the gradient of the input."""
 
     def __init__(self):
         self.ctx = None
@@ -78,8 +90,8 @@ class Softmax:
         return []
 
     def __call__(self, x):
-        out, self.ctx = forward(x, chunked=False)
-        return out
+        _out, self.ctx = forward(x, chunked=False)
+        return _out
 
     def backward(self, dprobs):
         dx, = backward(self.ctx, dprobs)
@@ -88,18 +100,28 @@ class Softmax:
 
 
 class Function(torch.autograd.Function):
-    """``Function.apply(x)`` with the generated fused backward."""
+    """``Function.apply(x)`` with the generated fused backward.
+
+    Works with ``torch.func.grad`` and ``vmap`` (``setup_context``), computes only the
+    gradients autograd asks for (``needs_input_grad``), and refuses double backward
+    (``once_differentiable``) rather than return numbers that ignore it."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x):
-        out, saved = forward(x, chunked=False)
-        ctx.save_for_backward(saved["probs"])
-        ctx.scalars = {}
-        return out
+    def forward(x):
+        return forward(x, chunked=False)[0]
 
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:1], output)
+        ctx.options = ()
+
+    @staticmethod
+    @once_differentiable
     def backward(ctx, dprobs):
-        saved = dict(zip(["probs"], ctx.saved_tensors))
-        saved.update(ctx.scalars)
-        dx, = backward(saved, dprobs)
-        return dx
+        *args, _out = ctx.saved_tensors
+        saved = {"probs": _out}
+        needs = (ctx.needs_input_grad[0], )
+        grads = backward(saved, dprobs, needs)
+        return grads[0]

@@ -8,13 +8,16 @@ is in tanh.md beside this file.
     out, ctx = forward(x)
     grads = backward(ctx, dh)  # fused closed form: (dx)
     every = backward_chunked(ctx, dh)  # {'d' + name: gradient} of every tensor
-    Function.apply(x)  # the same inside any autograd graph
+    Function.apply(x)  # inside any autograd graph
 
 Arguments:
     x: input (n, d)
 """
 
 import torch
+from torch.autograd.function import once_differentiable
+
+
 
 
 
@@ -26,25 +29,28 @@ def forward(x, chunked=True):
     h = torch.tanh(x)  # (n, d) h = tanh(x)
     if not chunked:
         return h, {"h": h}
-    ctx = {
+    _ctx = {
         "n": n,
         "d": d,
         "x": x,
         "h": h,
     }
-    return h, ctx
+    return h, _ctx
 
 
-def backward(ctx, dh):
-    """The fused closed form: one gradient per differentiable input, in input order."""
-    h = ctx["h"]
+def backward(_ctx, dh, needs=None):
+    """The fused closed form: one gradient per differentiable input, in input order.
+
+    ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
+    their place in the result is ``None``."""
+    h = _ctx["h"]
     dx = -dh*h**2 + dh  # (n, d) fused: dh -> dx
-    return (dx,)
+    return dx,
 
 
-def backward_chunked(ctx, dh):
+def backward_chunked(_ctx, dh):
     """The gradient of every intermediate and input, one binding at a time."""
-    h = ctx["h"]
+    h = _ctx["h"]
     dx = dh*(1 - h**2)  # (n, d) through h = tanh(x)
     return {
         "dx": dx,
@@ -52,9 +58,9 @@ def backward_chunked(ctx, dh):
 
 
 class Tanh:
-    """A stateful layer for stacks without autograd: holds no parameters; ``__call__`` runs
-    the forward and keeps its context, ``backward`` stores parameter gradients in ``grads``
-    and returns the gradient of the input."""
+    """A stateful layer for stacks without autograd: holds no parameters;
+    ``__call__`` runs the forward and keeps its context, ``backward`` stores parameter
+    gradients in ``grads`` and returns the gradient of the input."""
 
     def __init__(self):
         self.ctx = None
@@ -64,8 +70,8 @@ class Tanh:
         return []
 
     def __call__(self, x):
-        out, self.ctx = forward(x, chunked=False)
-        return out
+        _out, self.ctx = forward(x, chunked=False)
+        return _out
 
     def backward(self, dh):
         dx, = backward(self.ctx, dh)
@@ -74,18 +80,28 @@ class Tanh:
 
 
 class Function(torch.autograd.Function):
-    """``Function.apply(x)`` with the generated fused backward."""
+    """``Function.apply(x)`` with the generated fused backward.
+
+    Works with ``torch.func.grad`` and ``vmap`` (``setup_context``), computes only the
+    gradients autograd asks for (``needs_input_grad``), and refuses double backward
+    (``once_differentiable``) rather than return numbers that ignore it."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x):
-        out, saved = forward(x, chunked=False)
-        ctx.save_for_backward(saved["h"])
-        ctx.scalars = {}
-        return out
+    def forward(x):
+        return forward(x, chunked=False)[0]
 
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:1], output)
+        ctx.options = ()
+
+    @staticmethod
+    @once_differentiable
     def backward(ctx, dh):
-        saved = dict(zip(["h"], ctx.saved_tensors))
-        saved.update(ctx.scalars)
-        dx, = backward(saved, dh)
-        return dx
+        *args, _out = ctx.saved_tensors
+        saved = {"h": _out}
+        needs = (ctx.needs_input_grad[0], )
+        grads = backward(saved, dh, needs)
+        return grads[0]

@@ -173,12 +173,37 @@ def _emit(content: str, output) -> None:
 COMMANDS = {"list": cmd_list, "derive": cmd_derive, "generate": cmd_generate, "check": cmd_check}
 
 
+#: what a console that cannot print the derivation's symbols gets instead
+ASCII_FALLBACK = {"Σ": "Sum", "→": "->", "·": "*", "≤": "<=", "≥": ">=", "≠": "!=", "ε": "eps", "−": "-"}
+
+
+def _ascii_fallback(err: UnicodeEncodeError):
+    bad = err.object[err.start:err.end]
+    return "".join(ASCII_FALLBACK.get(ch, "?") for ch in bad), err.end
+
+
+def use_ascii_fallback() -> None:
+    """Let stdout and stderr print ``Sum`` for ``Σ`` (and so on) where their encoding has no ``Σ``."""
+    import codecs
+
+    codecs.register_error("symbp_ascii", _ascii_fallback)
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="symbp_ascii")
+            except (ValueError, OSError):
+                pass
+
+
 def main(argv=None) -> int:
+    import os
+
     from symbp.data import TrainError
     from symbp.fileio import OutputError
     from symbp.layers import LayerError
     from symbp.spec import SpecError
 
+    use_ascii_fallback()
     try:
         args, extra = build_parser().parse_known_args(argv)
         if extra and args.command not in ("derive", "check"):
@@ -192,3 +217,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("symbp: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # anything else a spec can provoke: one line; SYMBP_DEBUG=1 shows the traceback
+        if os.environ.get("SYMBP_DEBUG"):
+            raise
+        message = " ".join(str(e).split()) or "no message"
+        print(f"symbp: error: {type(e).__name__}: {message} (SYMBP_DEBUG=1 shows where)", file=sys.stderr)
+        return EXIT_USAGE

@@ -17,6 +17,8 @@ def write_atomic(path, text: str) -> bool:
     if not path.parent.is_dir():
         raise OutputError(f"cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist")
     data = text.encode("utf-8")
+    if path.is_dir():
+        raise OutputError(f"cannot write {str(path)!r}: it is a folder; give a file name")
     if path.exists() and not path.is_file():  # /dev/stdout, a pipe: nothing to replace
         with open(path, "wb") as fh:
             fh.write(data)

@@ -42,6 +42,14 @@ class Stmt:
     code: str
     dims: tuple
     comment: str = ""
+    guard: str = ""  # a condition the statement runs under ("" = always)
+    sizes: frozenset = frozenset()  # axis sizes its code names beyond its expression's symbols
+
+    @property
+    def note(self) -> str:
+        """The trailing comment: the shape, then what the statement is."""
+        shape = "(" + ", ".join(str(a) for a in self.dims) + ("," if len(self.dims) == 1 else "") + ")"
+        return shape + (f" {self.comment}" if self.comment else "")
 
 
 def broadcast(a: tuple, b: tuple):
@@ -64,9 +72,11 @@ def broadcast(a: tuple, b: tuple):
 class TorchCode(TorchPrinter):
     """Prints element expressions of one spec as torch code and tracks dims."""
 
-    def __init__(self, spec: Spec, dims: dict):
+    def __init__(self, spec: Spec, dims: dict, float_like: str | None = None):
         super().__init__({"torch_version": "any", "fully_qualified_modules": True})
         self.spec = spec
+        self.float_like = float_like  # a floating tensor in scope: one-hot data takes its dtype
+        self.sizes_used: set = set()  # axis sizes the printed code names (shapes, one-hot widths)
         self.env = dims  # Symbol -> dims, for tensors, adjoints and temporaries
         self._memo: dict = {}
 
@@ -111,7 +121,10 @@ class TorchCode(TorchPrinter):
             t = self.spec.tensor_of(s)
             if t.dims[-1] != t.class_axis:
                 raise LoweringError(f"one-hot {t.name}: the class axis must be its last dim")
-            return f"torch.nn.functional.one_hot({t.name}, {t.class_axis.name})"
+            if self.float_like is None:
+                raise LoweringError(f"one-hot {t.name} needs a floating-point tensor to take its dtype from")
+            self.sizes_used.add(t.class_axis.name)
+            return f"torch.nn.functional.one_hot({t.name}, {t.class_axis.name}).to({self.float_like}.dtype)"
         return s.name
 
     def _print_Pow(self, e):
@@ -162,10 +175,8 @@ class TorchCode(TorchPrinter):
         return self._method(e.body, f"amax({self._pos(e.body, e.axis)}, keepdim=True)")
 
     def _print_ArgmaxMask(self, e):
-        pos = self._pos(e.body, e.axis)
-        body = self._print(e.body)
-        return (f"torch.zeros_like({body}).scatter_({pos}, "
-                f"{self._method(e.body, f'max({pos}, keepdim=True).indices')}, 1)")
+        """Where ``e`` attains its maximum, 1/(number of ties): ``amax``'s own gradient rule."""
+        return f"_max_mask({self._print(e.body)}, {self._pos(e.body, e.axis)})"
 
     def _print_Sum(self, e):
         con = self._contraction(e)
@@ -244,6 +255,7 @@ class TorchCode(TorchPrinter):
             return self._scaled(coeff, code), tuple(y.index_dims) + tuple(do[1:])
         if set(axes) == set(y.index_dims) and do[: len(y.index_dims)] == y.index_dims:
             rest = do[len(y.index_dims):]
+            self.sizes_used |= {a.name for a in (c,) + tuple(rest)}
             shape = ", ".join(a.name for a in (c,) + tuple(rest)) + ("," if not rest else "")
             flat = ", ".join(["-1"] + [a.name for a in rest])
             body = self._print(other)
@@ -270,6 +282,9 @@ def shape_code(dims) -> str:
 
 def lower_expr(printer: TorchCode, expr, target_dims) -> str:
     """Code for ``expr`` laid out in ``target_dims``."""
+    if expr == 0 and printer.float_like is not None:  # a gradient that is identically zero
+        printer.sizes_used |= {a.name for a in target_dims if a != 1}
+        return f"{printer.float_like}.new_zeros{shape_code(target_dims)}"
     if isinstance(expr, Sum) and printer._contraction(expr) is None:
         inner = printer.dims(expr.body)
         if tuple(a for a in inner if a != expr.axis) == tuple(target_dims) and expr.axis in inner:
@@ -282,16 +297,34 @@ def lower_expr(printer: TorchCode, expr, target_dims) -> str:
     have = {a for a in got if a != 1}
     want = {a for a in target_dims if a != 1}
     if have < want and broadcast(got, tuple(target_dims)) == tuple(target_dims):
+        printer.sizes_used |= {a.name for a in target_dims if a != 1}
         return f"{wrapped}.expand{shape_code(target_dims)}"  # a broadcast: a view, no copy
     if have != want:
         raise LoweringError(f"{expr} has dims {got}, expected {tuple(target_dims)}")
+    printer.sizes_used |= {a.name for a in target_dims if a != 1}
     return f"{wrapped}.reshape{shape_code(target_dims)}"
 
 
-def lower_statements(spec: Spec, rows, env: dict, cse=True, temp_prefix="t") -> list:
-    """CSE over ``rows = [(target, expr, dims, comment)]``, then lower each to a Stmt."""
+def lower_statements(spec: Spec, rows, env: dict, cse=True, temp_prefix="t", float_like=None) -> list:
+    """CSE over ``rows = [(target, expr, dims, comment)]``, then lower each to a Stmt.
+
+    A ``LoweringError`` names the row (binding or gradient) it came from.
+    """
+    try:
+        return _lower_statements(spec, rows, env, cse, temp_prefix, float_like)
+    except LoweringError as e:
+        if len(rows) == 1 or not cse:
+            for target, expr, dims, _ in rows:
+                try:
+                    _lower_statements(spec, [(target, expr, dims, "")], env, False, temp_prefix, float_like)
+                except LoweringError as inner:
+                    raise LoweringError(f"spec {spec.name!r}, {target}: {inner}") from None
+        raise LoweringError(f"spec {spec.name!r}: {e}") from None
+
+
+def _lower_statements(spec, rows, env, cse, temp_prefix, float_like) -> list:
     env = dict(env)
-    printer = TorchCode(spec, env)
+    printer = TorchCode(spec, env, float_like)
     exprs = [r[1] for r in rows]
     taken = set(spec.tensors) | {s.name for s in env}
     names = (sp.Symbol(f"{temp_prefix}{i}", real=True) for i in range(10**6)
@@ -318,4 +351,6 @@ def lower_statements(spec: Spec, rows, env: dict, cse=True, temp_prefix="t") -> 
         stmts.append(Stmt(sym.name, printer.doprint(sub), env[sym]))
     for (target, _, dims, comment), e in zip(rows, reduced):
         stmts.append(Stmt(target, lower_expr(printer, e, dims), tuple(dims), comment))
+    for s in stmts:
+        s.sizes = printer.sizes_used
     return stmts

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import sympy as sp
 
 from symbp.derivation import Derivation, derive
 from symbp.fileio import write_atomic
 from symbp.layers import builtin_names, load
-from symbp.spec import SpecError, check_identifier
+from symbp.reverse import grad_name
+from symbp.spec import Reduction, SpecError, check_identifier
 
 # installed: symbp/templates; from a checkout: the repository's templates/
 TEMPLATES = next((p for p in (Path(__file__).resolve().parent / "templates",
@@ -52,141 +54,155 @@ def variants(layer_ref: str) -> list:
 
 
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), keep_trailing_newline=True,
-                              undefined=jinja2.StrictUndefined, autoescape=False)
-
-
-def _line(s) -> str:
-    shape = "(" + ", ".join(str(a) for a in s.dims) + ("," if len(s.dims) == 1 else "") + ")"
-    note = f"{shape}" + (f" {s.comment}" if s.comment else "")
-    return f"{s.target} = {s.code}  # {note}"
-
-
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _reads(lines, available) -> list:
-    """Names from ``available`` that the code lines use, in ``available`` order."""
-    used = set()
-    for line in lines:
-        used |= set(_WORD.findall(line.split("  #")[0]))
-    return [a for a in available if a in used]
-
-
-#: names the generated module itself uses; a spec may not take them
-RESERVED = {"ctx", "chunked", "torch", "forward", "backward", "backward_chunked", "Function",
-            "out", "saved", "grads"}
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined, autoescape=False)
+    env.filters["grad_name"] = grad_name
+    return env
 
 
 def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
+    """Facts about one generated module: names, lowered statements and what each reads.
+
+    The template turns these into source; which tensors a backward reads is
+    taken from the free symbols of its expressions, never from its text.
+    """
     from symbp.lower import lower_statements  # imports torch (through TorchPrinter): only when rendering
 
     spec, ch = d.spec, d.chunked
-    clash = RESERVED & (set(spec.tensors) | set(spec.options) | {a.name for a in spec.axis_list}
-                        | {spec.adjoint(t.name).name for t in spec.tensors.values() if t.role != "classes"})
-    if clash:
-        raise SpecError(f"spec {spec.name!r}: {', '.join(sorted(clash))} is reserved in generated code")
     out = spec.output_tensor
     args = spec.arguments
+    diff = spec.differentiable
+    grad = spec.adjoint(out.name)
     env = {t.symbol: t.dims for t in spec.tensors.values()}
-    sizes = [f"{axis.name} = {_size_source(args, axis)}" for axis in spec.axis_list]
-    guards = _size_guards(spec)
-    fwd_rows = [(t.name, t.expr, t.dims, f"{t.name} = {t.expr}") for t in spec.bindings]
-    forward_lines = [_line(s) for s in lower_statements(spec, fwd_rows, env, cse=False)]
-
     adj_env = dict(env)
     adj_env.update({spec.adjoint(t.name): t.dims for t in spec.tensors.values() if t.role != "classes"})
-    grad = spec.adjoint(out.name).name
+    float_arg = next((t.name for t in args if t.role != "classes"), None)
 
-    consumers = {}
-    for name in ch.order:
-        consumers[name] = sorted({c.via for c in ch.contributions[name]})
-    chunk_rows = [(spec.adjoint(n).name, e, spec.tensors[n].dims,
-                   "through " + ", ".join(f"{v} = {spec.tensors[v].expr}" for v in consumers[n]))
+    fwd_rows = [(t.name, t.expr, t.dims, f"{t.name} = {t.expr}") for t in spec.bindings]
+    forward_stmts = lower_statements(spec, fwd_rows, env, cse=False, float_like=float_arg)
+
+    chunk_rows = [(grad_name(n), e, spec.tensors[n].dims,
+                   "through " + ", ".join(f"{v} = {spec.tensors[v].expr}"
+                                          for v in sorted({c.via for c in ch.contributions[n]})))
                   for n, e in ch.statements()]
-    chunk_lines = [_line(s) for s in lower_statements(spec, chunk_rows, adj_env, cse=False)]
+    chunk_stmts = lower_statements(spec, chunk_rows, adj_env, cse=False, float_like=grad.name)
 
-    diff_inputs = [t for t in spec.differentiable]
-    fused_rows = []
-    for t in diff_inputs:
-        e = d.fused.gradients.get(t.name)
-        if e is None:
-            raise ValueError(f"{t.name} gets no gradient")
-        fused_rows.append((spec.adjoint(t.name).name, e, t.dims,
-                           f"fused: d{out.name} -> d{t.name}"))
-    fused_stmts = lower_statements(spec, fused_rows, adj_env, cse=True)
-    fused_lines = [_line(s) for s in fused_stmts]
+    fused_rows = [(grad_name(t.name), d.fused.gradients.get(t.name, sp.S.Zero), t.dims,
+                   f"fused: d{out.name} -> d{t.name}") for t in diff]
+    fused_stmts = lower_statements(spec, fused_rows, adj_env, cse=True, float_like=grad.name)
+    _guard_by_needs(fused_stmts, [grad_name(t.name) for t in diff])
 
-    tensor_names = [t.name for t in spec.tensors.values()]
-    ctx_keys = [a.name for a in spec.axis_list] + tensor_names + list(spec.options)
-    fused_reads = _reads(fused_lines, ctx_keys)
-    chunk_reads = _reads(chunk_lines, ctx_keys)
-    fused_saved_tensors = [k for k in fused_reads if k in spec.tensors]
-    fused_scalars = [k for k in fused_reads if k not in spec.tensors]
-
-    signature = ", ".join([t.name for t in args] + [f"{o.name}={o.name.upper()}"
-                                                    for o in spec.options.values()])
-    call_args = ", ".join([t.name for t in args] + [f"{o.name}={o.name}" for o in spec.options.values()])
-    grads_for_apply = ", ".join(
-        [spec.adjoint(t.name).name if t.differentiable else "None" for t in args]
-        + ["None" for _ in spec.options])
-    ctx_items = [a.name for a in spec.axis_list] + tensor_names + list(spec.options)
-    params = [t for t in args if t.role == "param"]
-    inputs = [t for t in args if t.role != "param"]
-    diff_in = [t for t in inputs if t.differentiable]
-    layer_class = getattr(d.layer.module, "CLASS", None) or "".join(
-        w.capitalize() for w in variant.module.split("_"))
-    check_identifier(layer_class, "layer class name")
+    readable = [a.name for a in spec.axis_list] + [t.name for t in spec.tensors.values()] + list(spec.options)
+    fused_reads = _reads([e for _, e, _, _ in fused_rows], spec, readable, fused_stmts)
+    chunk_reads = _reads([e for _, e, _, _ in chunk_rows], spec, readable, chunk_stmts)
+    sizes = [(axis.name, _size_source(args, axis)) for axis in spec.axis_list]
+    arg_names = [t.name for t in args]
+    recompute = any(k in spec.tensors and k not in arg_names and k != out.name for k in fused_reads)
+    function_saved = []
+    for k in ([] if recompute else fused_reads):
+        if k == out.name:
+            function_saved.append((k, "_out"))
+        elif k in arg_names:
+            function_saved.append((k, f"args[{arg_names.index(k)}]"))
+        elif k in spec.options:
+            function_saved.append((k, f"ctx.options[{list(spec.options).index(k)}]"))
+        else:  # an axis size
+            name, pos = _size_position(args, spec.axis_list[[a.name for a in spec.axis_list].index(k)])
+            function_saved.append((k, f"args[{arg_names.index(name)}].shape[{pos}]"))
+    params = [t.name for t in args if t.role == "param"]
     return {
-        "class_name": layer_class,
-        "param_list": ", ".join(t.name for t in params) or "no parameters",
-        "init_params": "".join(f", {t.name}" for t in params)
-        + "".join(f", {o.name}={o.name.upper()}" for o in spec.options.values()),
-        "init_lines": [f"self.{t.name} = {t.name}" for t in params]
-        + [f"self.{o.name} = {o.name}" for o in spec.options.values()],
-        "self_params": ", ".join(f"self.{t.name}" for t in params),
-        "call_inputs": "".join(f", {t.name}" for t in inputs),
-        "forward_call": ", ".join((f"self.{t.name}" if t.role == "param" else t.name) for t in args)
-        + "".join(f", {o.name}=self.{o.name}" for o in spec.options.values()),
-        "grads_dict": ", ".join(f'"{t.name}": {spec.adjoint(t.name).name}' for t in params),
-        "input_grads": ", ".join(spec.adjoint(t.name).name for t in diff_in) or "None",
         "module": variant.module,
         "template": MODULE_TEMPLATE,
         "spec_ref": spec_ref,
         "description": d.layer.description,
         "settings": ", ".join(f"{k}={v}" for k, v in spec.settings.items()) or "none",
-        "options": [f"{o.name.upper()} = {o.default!r}" for o in spec.options.values()],
-        "signature": signature,
-        "call_args": call_args,
-        "arg_docs": [f"{t.name}: {_arg_doc(t)}" for t in args],
+        "class_name": d.layer.class_name(variant.module),
+        "arguments": arg_names,
+        "argument_docs": [f"{t.name}: {_arg_doc(t)}" for t in args],
+        "signature": arg_names + [f"{o}={o.upper()}" for o in spec.options],
+        "options": [{"name": o.name, "constant": o.name.upper(), "default": repr(o.default)}
+                    for o in spec.options.values()],
+        "params": params,
+        "call_inputs": [t.name for t in args if t.role != "param"],
+        "input_grads": [t.name for t in args if t.role == "input"],
+        "differentiable": [t.name for t in diff],
+        "diff_positions": [arg_names.index(t.name) for t in diff],
+        "apply_returns": [f"grads[{[t.name for t in diff].index(t.name)}]" if t.differentiable else "None"
+                          for t in args],
         "sizes": sizes,
-        "guards": guards,
-        "forward_lines": forward_lines,
+        "guards": _size_guards(spec),
+        "forward_stmts": forward_stmts,
         "output": out.name,
-        "ctx_items": ctx_items,
-        "grad": grad,
+        "grad": grad.name,
+        "context": readable,
         "fused_reads": fused_reads,
-        "fused_lines": fused_lines,
-        "fused_returns": ", ".join(spec.adjoint(t.name).name for t in diff_inputs),
+        "fused_stmts": fused_stmts,
+        "needs_guards": any(s.guard for s in fused_stmts),
         "chunk_reads": chunk_reads,
-        "chunk_lines": chunk_lines,
-        "chunk_returns": [spec.adjoint(n).name for n in ch.order],
-        "fused_ctx": ", ".join(f'"{k}": {k}' for k in fused_reads),
-        "save_args": ", ".join(f'saved["{k}"]' for k in fused_saved_tensors),
-        "save_names": ", ".join(f'"{k}"' for k in fused_saved_tensors),
-        "save_scalars": ", ".join(f'"{k}": saved["{k}"]' for k in fused_scalars),
-        "grads_for_apply": grads_for_apply,
-        "differentiable": [t.name for t in diff_inputs],
+        "chunk_stmts": chunk_stmts,
+        "chunk_returns": [grad_name(n) for n in ch.order],
+        "recompute": recompute,
+        "function_saved": function_saved,
+        "uses_max_mask": any("_max_mask(" in s.code for s in forward_stmts + chunk_stmts + fused_stmts),
     }
 
 
-def _size_source(args, axis) -> str:
-    """``arg.shape[k]`` of the first argument that stores ``axis`` (class indices store their index dims)."""
+def _reads(exprs, spec, readable, stmts) -> list:
+    """Which forward names (tensors, options, axis sizes) the expressions use, in ``readable`` order.
+
+    Symbols come from the expressions; axis sizes that only the lowering names
+    (a ``.expand(n, d)``, a one-hot width) come from the lowered statements.
+    """
+    used = set().union(*(s.sizes for s in stmts))
+
+    def visit(e):
+        if isinstance(e, Reduction):  # the reduced axis is a dim, not a size the code reads
+            visit(e.body)
+        elif e.is_Symbol:
+            used.add(e.name)
+            if spec.is_tensor(e) and spec.tensor_of(e).role == "classes":
+                used.add(spec.tensor_of(e).class_axis.name)  # one_hot(y, c) prints the class count
+        else:
+            for a in e.args:
+                visit(a)
+
+    for e in exprs:
+        visit(e)
+    return [k for k in readable if k in used]
+
+
+def _guard_by_needs(stmts, grads) -> None:
+    """Put each statement under ``needs[i]`` of the gradients that depend on it (none if all do)."""
+    users = {g: {g} for g in grads}
+    for s in reversed(stmts):
+        if s.target in users:
+            continue
+        users[s.target] = set()
+    word = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+    for s in reversed(stmts):
+        deps = set(word.findall(s.code))
+        for other in stmts:
+            if other.target in deps and other is not s:
+                users[other.target] |= users[s.target]
+    if len(grads) < 2:
+        return
+    for s in stmts:
+        if users[s.target] and users[s.target] != set(grads):
+            s.guard = " or ".join(f"needs[{grads.index(g)}]" for g in grads if g in users[s.target])
+
+
+def _size_position(args, axis):
+    """``(argument, dim)`` of the first argument that stores ``axis`` (class indices store their index dims)."""
     for t in args:
         dims = t.index_dims if t.role == "classes" else t.dims
         if axis in dims:
-            return f"{t.name}.shape[{dims.index(axis)}]"
+            return t.name, dims.index(axis)
     raise SpecError(f"axis {axis} is not a dim of any argument, so its size is unknown")
+
+
+def _size_source(args, axis) -> str:
+    name, pos = _size_position(args, axis)
+    return f"{name}.shape[{pos}]"
 
 
 def _size_guards(spec) -> list:
@@ -216,7 +232,8 @@ def _arg_doc(t) -> str:
 
     if t.role == "classes":
         return f"integer class indices {dims(t.index_dims)}, values in [0, {t.class_axis})"
-    return f"{'parameter' if t.role == 'param' else 'input'} {dims(t.dims)}"
+    role = {"param": "parameter", "data": "data, not differentiated"}.get(t.role, "input")
+    return f"{role} {dims(t.dims)}"
 
 
 def cache_key(variant: Variant, spec_ref: str) -> str:

@@ -12,7 +12,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-ROLE = {"input": "input", "param": "parameter"}
+ROLE = {"input": "input", "param": "parameter", "data": "data (not differentiated)"}
 
 
 def _dims(dims) -> str:

@@ -90,7 +90,7 @@ def _needs_gradient(spec: Spec) -> dict:
     for t in spec.tensors.values():
         if t.role in ("input", "param"):
             needs[t.name] = True
-        elif t.role == "classes":
+        elif t.role in ("classes", "data"):
             needs[t.name] = False
         else:
             needs[t.name] = any(needs.get(spec.tensor_of(s).name, False)

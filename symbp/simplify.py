@@ -54,10 +54,9 @@ def fuse(ch: Chunked, names=None) -> Fused:
     inliner = Inliner(ch)
     rewrites = basis_rewrites(spec)
     identities: dict = {}
-    names = names if names is not None else [t.name for t in spec.differentiable
-                                             if t.name in ch.contributions]
+    names = names if names is not None else [t.name for t in spec.differentiable]
     out = Fused({})
-    for name in names:
+    for name in names:  # a tensor the output does not depend on has gradient 0
         out.gradients[name] = closed_form(spec, inliner.full(ch.gradient(name)), rewrites, identities)
     for name in ch.order:
         for c in ch.contributions[name]:

@@ -23,6 +23,8 @@ Building blocks:
 * ``input`` / ``param``: differentiable tensors with declared dims, in the
   order the generated ``forward`` takes them. Dims list axes in storage
   order; ``1`` is a kept size-one dim (``(1, d)`` is the seeds' ``(1, 200)``).
+* ``data(name, dims)``: a real-valued tensor that is not differentiated
+  (targets, masks, weights): no gradient is derived, computed or returned.
 * ``classes(name, index_dims, axis)``: integer data (class targets,
   embedding indices). In formulas the symbol is its one-hot encoding along
   ``axis``; it is never differentiated and contracting with it lowers to
@@ -56,10 +58,29 @@ class SpecError(ValueError):
     """A spec that cannot be derived; the message names the offending binding."""
 
 
+#: names the generated module itself uses; a tensor, option or axis may not take them
+RESERVED = frozenset({"torch", "forward", "backward", "backward_chunked", "Function", "chunked", "needs",
+                      "ValueError", "self", "None", "True", "False"})
+
+
 def check_identifier(name: str, what: str) -> str:
     """Names reach generated Python source, so only plain identifiers pass."""
     if not isinstance(name, str) or not _IDENT.match(name) or keyword.iskeyword(name):
         raise SpecError(f"{what} {name!r} is not a plain Python identifier")
+    return name
+
+
+def check_spec_name(name: str, what: str) -> str:
+    """A tensor, option or axis name: an identifier that cannot collide with generated code.
+
+    Generated internals start with an underscore or are in ``RESERVED``, so
+    refusing those here (at derive time) means no spec can break ``generate``.
+    """
+    check_identifier(name, what)
+    if name.startswith("_"):
+        raise SpecError(f"{what} {name!r}: names starting with '_' are reserved for generated code")
+    if name in RESERVED:
+        raise SpecError(f"{what} {name!r} is reserved in generated code (reserved: {', '.join(sorted(RESERVED))})")
     return name
 
 
@@ -139,7 +160,7 @@ class Tensor:
     name: str
     symbol: sp.Symbol
     dims: tuple
-    role: str  # "input", "param", "classes", "let", "output"
+    role: str  # "input", "param", "data", "classes", "let", "output"
     expr: sp.Expr | None = None
     index_dims: tuple = ()  # for "classes": dims of the integer index tensor
     class_axis: sp.Symbol | None = None
@@ -183,7 +204,7 @@ class Spec:
     def axes(self, names: str):
         out = []
         for nm in names.split():
-            check_identifier(nm, "axis")
+            check_spec_name(nm, "axis")
             self._check_new(nm)
             a = sp.Symbol(nm, integer=True, positive=True)
             self.axis_list.append(a)
@@ -196,6 +217,10 @@ class Spec:
     def param(self, name, dims, **assume):
         return self._add(name, dims, "param", **assume)
 
+    def data(self, name, dims, **assume):
+        """A real-valued tensor that is never differentiated: targets, masks, per-example weights."""
+        return self._add(name, dims, "data", **assume)
+
     def classes(self, name, index_dims, axis):
         """Integer class indices with ``index_dims``; the symbol is their one-hot along ``axis``."""
         self._check_axes(name, index_dims)
@@ -206,7 +231,7 @@ class Spec:
         return t
 
     def option(self, name, default):
-        check_identifier(name, "option")
+        check_spec_name(name, "option")
         self._check_new(name)
         if not float(default) > 0:
             raise SpecError(f"option {name}: default must be positive")
@@ -256,7 +281,7 @@ class Spec:
     @property
     def arguments(self) -> list:
         """What the generated forward takes, in declaration order."""
-        return [t for t in self.tensors.values() if t.role in ("input", "param", "classes")]
+        return [t for t in self.tensors.values() if t.role in ("input", "param", "data", "classes")]
 
     def tensor_of(self, sym) -> Tensor:
         try:
@@ -292,7 +317,7 @@ class Spec:
                 raise SpecError(f"binding {name!r}: dim {a} is not a declared axis")
 
     def _add(self, name, dims, role, **assume):
-        check_identifier(name, "tensor")
+        check_spec_name(name, "tensor")
         self._check_new(name)
         dims = tuple(dims)
         self._check_axes(name, dims)
@@ -302,7 +327,7 @@ class Spec:
         return sym
 
     def _bind(self, name, expr, dims, role, assume):
-        check_identifier(name, "binding")
+        check_spec_name(name, "binding")
         self._check_new(name)
         expr = sp.sympify(expr)
         self._validate_expr(name, expr)

@@ -55,13 +55,37 @@ class Layer:
             out[key] = value
         return out
 
+    def class_name(self, module: str | None = None) -> str:
+        """The generated layer class: ``CLASS`` from the spec file, else the module name in CamelCase."""
+        name = getattr(self.module, "CLASS", None) or "".join(
+            w.capitalize() for w in (module or self.name).split("_"))
+        try:
+            return check_identifier(name, "layer class name")
+        except SpecError as e:
+            raise LayerError(str(e)) from None
+
+    def _where(self, exc) -> str:
+        """``file:line: `` of the deepest frame of ``exc`` inside this layer's spec file."""
+        import traceback
+
+        path = getattr(self.module, "__file__", None)
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if path and f.filename == path]
+        if not frames:
+            return f"layer {self.name!r}: "
+        return f"{Path(path).name}:{frames[-1].lineno}: "
+
     def defaults(self) -> dict:
         return {k: v[0] for k, v in self.options.items()}
 
     def build(self, **options) -> Spec:
         opts = self.defaults()
         opts.update(self.resolve(options))
-        spec = self.module.build(**opts)
+        try:
+            spec = self.module.build(**opts)
+        except SpecError as e:
+            raise SpecError(f"{self._where(e)}{e}") from None
+        except Exception as e:  # a user's build(): one line naming the file and line, not a traceback
+            raise LayerError(f"{self._where(e)}build() raised {type(e).__name__}: {e}") from None
         if not isinstance(spec, Spec):
             raise LayerError(f"layer {self.name!r}: build() must return a Spec")
         spec.settings = opts

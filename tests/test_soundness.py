@@ -1,0 +1,153 @@
+"""Gradients symbp emits are right at the inputs where naive rewriting goes wrong.
+
+Each spec in ``tests/specs/`` is a layer a user might write; each is checked
+against autograd through a forward written here in plain torch (sharing no
+code with symbp), at the inputs that broke earlier rewritings: a zero weight
+that a division would hit, saturated sigmoids, ties in a maximum, float64
+runs that must stay float64.
+"""
+
+import pytest
+import sympy as sp
+import torch
+import torch.nn.functional as F
+
+from conftest import REPO, rel_err
+from symbp import derive
+from symbp.check import load_generated
+
+SPECS = REPO / "tests" / "specs"
+f64 = torch.float64
+
+
+def gradients(path, args, dout, options=None):
+    """Fused and chunked gradients of the spec file's generated module (rendered in memory)."""
+    module = load_generated(str(SPECS / path), options)
+    _, ctx = module.forward(*args)
+    fused = dict(zip([t.name for t in module.SPEC.differentiable], module.backward(ctx, dout)))
+    chunked = module.backward_chunked(ctx, dout)
+    return fused, chunked
+
+
+def reference(fn, args, differentiable, dout=None):
+    """Autograd through ``fn`` (plain torch) for the arguments at ``differentiable`` positions."""
+    leaves = [a.detach().clone().requires_grad_(i in differentiable) for i, a in enumerate(args)]
+    out = fn(*leaves)
+    dout = torch.ones_like(out) if dout is None else dout
+    grads = torch.autograd.grad(out, [leaves[i] for i in differentiable], dout, allow_unused=True)
+    return [torch.zeros_like(leaves[i]) if g is None else g for i, g in zip(differentiable, grads)], dout
+
+
+def assert_close(got, want, rtol):
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert torch.isfinite(got[torch.isfinite(want)]).all(), (got, want)
+    assert rel_err(got, want, 1e-30) <= rtol, (got, want)
+
+
+def test_a_zero_weight_is_never_divided_by():
+    x = torch.randn(5, 3, dtype=f64)
+    w = torch.tensor([[0.0, 1.5, -2.0]], dtype=f64)
+    want, dy = reference(lambda x, w: (x * w) + (x * w) ** 2, [x, w], [0, 1])
+    fused, chunked = gradients("scaled_square.py", [x, w], torch.ones(5, 3, dtype=f64))
+    assert_close(fused["x"], want[0], 1e-12)
+    assert_close(fused["w"], want[1], 1e-12)
+    dw = derive(str(SPECS / "scaled_square.py")).fused_gradients["dw"]
+    assert not any(isinstance(p, sp.Pow) and p.exp.is_negative for p in sp.preorder_traversal(dw)), dw
+
+
+@pytest.mark.parametrize("spec", ["swish_sig.py", "swish_all.py"])
+@pytest.mark.parametrize("dtype", [torch.float32, f64])
+def test_swish_is_finite_and_right_where_the_sigmoid_saturates(spec, dtype):
+    x = torch.tensor([[40.0, -100.0, 0.5, 0.0], [-40.0, 100.0, -3.0, 1e-3]], dtype=dtype)
+    beta = torch.tensor([[1.0, 1.0, 2.0, -1.5]], dtype=dtype)
+    dout = torch.ones_like(x)
+    want, _ = reference(lambda x, b: x * torch.sigmoid(b * x), [x.double(), beta.double()], [0, 1], dout.double())
+    fused, _ = gradients(spec, [x, beta], dout)
+    tol = 1e-12 if dtype == f64 else 1e-5
+    assert_close(fused["x"], want[0].to(dtype), tol)
+    assert_close(fused["beta"], want[1].to(dtype), tol)
+    forms = derive(str(SPECS / spec)).fused_gradients
+    for g in forms.values():
+        assert not g.has(sp.log), g  # no log of a saved sigmoid
+
+
+def test_no_lambert_w_for_x_exp_x():
+    x = torch.tensor([[-2.0, -1.0, 0.0, 1.5]], dtype=f64)
+    want, _ = reference(lambda x: (x * torch.exp(x)) ** 2 + x * torch.exp(x), [x], [0])
+    fused, _ = gradients("xexp.py", [x], torch.ones_like(x))
+    assert_close(fused["x"], want[0], 1e-12)
+    assert not derive(str(SPECS / "xexp.py")).fused_gradients["dx"].has(sp.LambertW)
+
+
+def test_saved_abs_and_transcendental_sums_are_kept_not_solved():
+    x = torch.tensor([[-1.5, 0.0, 0.7, 3.0]], dtype=f64)
+
+    def fn(x):
+        a, b = x.abs(), x + torch.tanh(x)
+        return a * b + a**2
+
+    want, _ = reference(fn, [x], [0])
+    fused, chunked = gradients("abs_saved.py", [x], torch.ones_like(x))
+    assert_close(fused["x"], want[0], 1e-12)
+    assert_close(chunked["dx"], want[0], 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, f64])
+def test_bce_with_logits_is_p_minus_t_and_finite_at_saturation(dtype):
+    z = torch.tensor([-40.0, -5.0, 0.0, 5.0, 40.0, 100.0], dtype=dtype)
+    t = torch.tensor([0.0, 1.0, 0.3, 1.0, 0.0, 1.0], dtype=dtype)
+    want, _ = reference(lambda z: F.binary_cross_entropy_with_logits(z, t.double()), [z.double()], [0])
+    fused, _ = gradients("bce_logits.py", [z, t], torch.ones((), dtype=dtype))
+    assert set(fused) == {"z"}  # targets are data: no gradient derived or returned
+    assert_close(fused["z"], want[0].to(dtype), 1e-12 if dtype == f64 else 1e-6)
+    d = derive(str(SPECS / "bce_logits.py"))
+    n, p, t_, dloss = sp.symbols("n p t dloss")
+    form = d.fused_gradients["dz"].subs({s: sp.Symbol(s.name) for s in d.fused_gradients["dz"].free_symbols})
+    assert sp.simplify(form - dloss * (p - t_) / n) == 0, form
+
+
+def test_log_softmax_by_logsumexp_settles_and_splits_ties():
+    z = torch.tensor([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [-50.0, 10.0, 0.0, 10.0]], dtype=f64)
+    dout = torch.randn(3, 4, dtype=f64, generator=torch.Generator().manual_seed(0))
+
+    def fn(z):
+        m = z.amax(1, keepdim=True)
+        return z - (m + torch.log(torch.exp(z - m).sum(1, keepdim=True)))
+
+    want, _ = reference(fn, [z], [0], dout)
+    fused, chunked = gradients("log_softmax_lse.py", [z], dout)
+    assert_close(fused["z"], want[0], 1e-12)
+    assert_close(chunked["dz"], want[0], 1e-12)
+    assert_close(want[0], torch.autograd.functional.vjp(lambda a: torch.log_softmax(a, 1), z, dout)[1], 1e-12)
+    assert "argmax" not in str(derive(str(SPECS / "log_softmax_lse.py")).fused_gradients["dz"])
+
+
+def test_max_splits_the_gradient_evenly_among_ties():
+    x = torch.tensor([[1.0, 3.0, 3.0, 0.0], [5.0, 5.0, 5.0, 5.0], [0.0, -1.0, 2.0, 1.0]], dtype=f64)
+    want, _ = reference(lambda x: x.amax(1, keepdim=True), [x], [0])
+    fused, chunked = gradients("max_only.py", [x], torch.ones(3, 1, dtype=f64))
+    assert torch.equal(want[0][0], torch.tensor([0.0, 0.5, 0.5, 0.0], dtype=f64))
+    assert_close(fused["x"], want[0], 1e-15)
+    assert_close(chunked["dx"], want[0], 1e-15)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, f64])
+def test_one_hot_data_never_drags_a_float64_run_into_float32(dtype):
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(7, 5, dtype=dtype, generator=g) * 3
+    y = torch.randint(0, 5, (7,), generator=g)
+    want, _ = reference(lambda a: F.cross_entropy(a, y, label_smoothing=0.1), [logits.double()], [0])
+    fused, chunked = gradients("smoothed_ce.py", [logits, y], torch.ones((), dtype=dtype))
+    tol = 1e-12 if dtype == f64 else 1e-6
+    assert_close(fused["logits"], want[0].to(dtype), tol)
+    assert_close(chunked["dlogits"], want[0].to(dtype), tol)
+
+
+def test_an_unused_parameter_gets_a_zero_gradient():
+    x = torch.randn(4, 3, dtype=f64)
+    w = torch.randn(1, 3, dtype=f64)
+    want, _ = reference(lambda x, w: torch.tanh(x) + 0 * w.sum().detach(), [x, w], [0, 1])
+    fused, _ = gradients("unused_param.py", [x, w], torch.ones(4, 3, dtype=f64))
+    assert_close(fused["x"], want[0], 1e-12)
+    assert torch.equal(fused["w"], torch.zeros_like(w))
