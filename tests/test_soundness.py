@@ -151,3 +151,42 @@ def test_an_unused_parameter_gets_a_zero_gradient():
     fused, _ = gradients("unused_param.py", [x, w], torch.ones(4, 3, dtype=f64))
     assert_close(fused["x"], want[0], 1e-12)
     assert torch.equal(fused["w"], torch.zeros_like(w))
+
+
+def test_function_works_under_torch_func_and_refuses_double_backward(generated_modules):
+    bn = generated_modules["batchnorm"]
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(6, 4, dtype=f64, generator=g)
+    gain = 1 + 0.1 * torch.randn(1, 4, dtype=f64, generator=g)
+    bias = torch.randn(1, 4, dtype=f64, generator=g)
+
+    def seeds_forward(x, gain, bias):  # the seeds' BatchNorm with Bessel's correction
+        mean = x.mean(0, keepdim=True)
+        var = ((x - mean) ** 2).sum(0, keepdim=True) / (x.shape[0] - 1)
+        return gain * (x - mean) / torch.sqrt(var + 1e-5) + bias
+
+    w = torch.randn(6, 4, dtype=f64, generator=g)
+    want = torch.func.grad(lambda a: (seeds_forward(a, gain, bias) * w).sum())(x)
+    got = torch.func.grad(lambda a: (bn.Function.apply(a, gain, bias) * w).sum())(x)
+    assert_close(got, want, 1e-12)
+    batch = torch.randn(3, 6, 4, dtype=f64, generator=g)
+    assert_close(torch.func.vmap(lambda a: bn.Function.apply(a, gain, bias))(batch),
+                 torch.stack([seeds_forward(b, gain, bias) for b in batch]), 1e-12)
+    leaf = x.clone().requires_grad_()
+    (dx,) = torch.autograd.grad((bn.Function.apply(leaf, gain, bias) * w).sum(), leaf, create_graph=True)
+    with pytest.raises(RuntimeError):
+        dx.sum().backward()  # once_differentiable: an error, never silently wrong second derivatives
+
+
+def test_function_computes_only_the_gradients_autograd_asks_for(generated_modules):
+    lin = generated_modules["linear"]
+    x = torch.randn(5, 3, dtype=f64, requires_grad=True)
+    W = torch.randn(3, 2, dtype=f64)
+    b = torch.randn(2, dtype=f64)
+    (lin.Function.apply(x, W, b) ** 2).sum().backward()
+    leaf = x.detach().requires_grad_()
+    (F.linear(leaf, W.T, b) ** 2).sum().backward()
+    assert_close(x.grad, leaf.grad, 1e-12)
+    _, ctx = lin.forward(x.detach(), W, b)
+    dx, dW, db = lin.backward(ctx, torch.ones(5, 2, dtype=f64), needs=(False, True, False))
+    assert dx is None and db is None and dW is not None
