@@ -128,11 +128,15 @@ class TorchCode(TorchPrinter):
         return s.name
 
     def _print_Pow(self, e):
+        if not e.free_symbols:  # a constant such as 1/sqrt(pi)
+            return repr(float(e))
+        if e.exp == sp.Rational(1, 2):
+            return f"torch.sqrt({self._print(e.base)})"
+        if e.exp == sp.Rational(-1, 2):
+            return f"torch.rsqrt({self._print(e.base)})"
         base = self.parenthesize(e.base, PRECEDENCE["Pow"], strict=True)
         if e.exp == -1:
             return f"1/{base}"
-        if e.exp == sp.Rational(1, 2):
-            return f"{base}**0.5"
         if e.exp.is_Integer:
             return f"{base}**{int(e.exp)}"
         if e.exp.is_Rational:
@@ -156,6 +160,60 @@ class TorchCode(TorchPrinter):
             scale_code = f"({scale_code})"
         big_code = self.parenthesize(big, PRECEDENCE["Mul"])
         return f"{sign}{scale_code}*{big_code}"
+
+    # -- elementwise functions (symbp.functions says which derivative each takes at a kink) --
+    def _print_sigmoid(self, e):
+        return f"torch.sigmoid({self._print(e.args[0])})"
+
+    def _print_softplus(self, e):
+        return f"torch.nn.functional.softplus({self._print(e.args[0])})"
+
+    def _print_Heaviside(self, e):
+        x = e.args[0]
+        at_zero = e.args[1] if len(e.args) > 1 else sp.S.Half
+        return f"torch.heaviside({self._print(x)}, {self._number_like(x, at_zero)})"
+
+    def _print_Relational(self, e):
+        op = {"==": "==", "!=": "!=", ">": ">", "<": "<", ">=": ">=", "<=": "<="}[e.rel_op]
+        return f"({self._print(e.lhs)} {op} {self._print(e.rhs)})"
+
+    def _print_And(self, e):
+        return " & ".join(self._print(a) for a in e.args)
+
+    def _print_Or(self, e):
+        return " | ".join(self._print(a) for a in e.args)
+
+    def _print_Piecewise(self, e):
+        """``torch.relu`` / ``torch.maximum`` where the branches are theirs, else nested ``torch.where``."""
+        pairs = [(p.expr, p.cond) for p in e.args]
+        if len(pairs) == 2 and pairs[1] == (0, sp.true) and pairs[0][1] == (pairs[0][0] > 0):
+            return f"torch.relu({self._print(pairs[0][0])})"
+        if len(pairs) == 3 and pairs[2][1] == sp.true:
+            (a, ca), (b, cb), (mid, _) = pairs
+            for op, fn in ((sp.StrictGreaterThan, "maximum"), (sp.StrictLessThan, "minimum")):
+                if ca == op(a, b) and cb == op(b, a) and sp.expand(mid - (a + b) / 2) == 0:
+                    return f"torch.{fn}({self._print(a)}, {self._print(b)})"
+        if all(expr.is_Number for expr, _ in pairs):  # a step: take the dtype of a float tensor
+            like = self.float_like
+            if like is None:
+                raise LoweringError(f"{e}: a piecewise constant needs a floating-point tensor in scope")
+            if len(pairs) == 2 and pairs[0][0] == 1 and pairs[1] == (0, sp.true):
+                return f"{self._print(pairs[0][1])}.to({like}.dtype)"
+            pairs = [(sp.Symbol(f"{like}.new_tensor({float(v)!r})"), c) for v, c in pairs]
+        code = self._print(pairs[-1][0])
+        if pairs[-1][1] != sp.true:
+            raise LoweringError(f"{e}: the last branch of a Piecewise must be the 'True' (otherwise) branch")
+        for expr, cond in reversed(pairs[:-1]):
+            code = f"torch.where({self._print(cond)}, {self._print(expr)}, {code})"
+        return code
+
+    def _number_like(self, x, value) -> str:
+        """A 0-d tensor of ``value`` with ``x``'s dtype and device."""
+        like = self._print(x) if self.spec.axes_of(x) else self.float_like
+        if like is None:
+            raise LoweringError(f"cannot place the constant {value} on a tensor")
+        return f"{self._method(x, 'new_tensor')}({float(value)!r})" if like != self.float_like \
+            else f"{like}.new_tensor({float(value)!r})"
 
     def _print_Rational(self, e):
         return f"{e.p}/{e.q}"

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from symbp.algebra import reduce_over
+from symbp.functions import drop_deltas
 from symbp.spec import ArgmaxMask, Max, Reduction, Spec, SpecError, Sum
 
 
@@ -114,7 +115,7 @@ def _backprop(spec, expr, adjoint, via, ch, needs):
             t = spec.tensor_of(sym)
             if not needs.get(t.name, False):
                 continue
-            part = sp.diff(local, sym).xreplace(back)
+            part = drop_deltas(sp.diff(local, sym)).xreplace(back)
             if part == 0:
                 continue
             contrib = reduce_over(spec, adjoint * part, spec.axes_of(adjoint * part) - t.axes)
@@ -123,7 +124,7 @@ def _backprop(spec, expr, adjoint, via, ch, needs):
         if not any(needs.get(spec.tensor_of(s).name, False)
                    for s in red.body.free_symbols if spec.is_tensor(s)):
             continue
-        part = sp.diff(local, ph).xreplace(back)
+        part = drop_deltas(sp.diff(local, ph)).xreplace(back)
         flow = adjoint * part
         flow = reduce_over(spec, flow, spec.axes_of(flow) - spec.axes_of(red))
         if isinstance(red, Max):

@@ -46,7 +46,7 @@ class Fused:
 
     gradients: dict  # tensor name -> expr
     identities: list = field(default_factory=list)
-    path_values: dict = field(default_factory=dict)  # (target, via) -> simplified contribution
+    path_values: dict = field(default_factory=dict)  # (target, via) -> contribution, untidied (0 = vanishes)
 
 
 def fuse(ch: Chunked, names=None) -> Fused:
@@ -60,12 +60,13 @@ def fuse(ch: Chunked, names=None) -> Fused:
         out.gradients[name] = closed_form(spec, inliner.full(ch.gradient(name)), rewrites, identities)
     for name in ch.order:
         for c in ch.contributions[name]:
-            out.path_values[(name, c.via)] = closed_form(spec, inliner.full(c.expr), rewrites, identities)
+            out.path_values[(name, c.via)] = closed_form(spec, inliner.full(c.expr), rewrites, identities,
+                                                         readable=False)
     out.identities = [Identity(k, v) for k, v in identities.items()]
     return out
 
 
-def closed_form(spec: Spec, expr, rewrites, identities) -> sp.Expr:
+def closed_form(spec: Spec, expr, rewrites, identities, readable=True) -> sp.Expr:
     """Steps 2 to 4 on an inlined gradient.
 
     Rewriting terminates: inlining follows the acyclic bindings and the
@@ -88,7 +89,7 @@ def closed_form(spec: Spec, expr, rewrites, identities) -> sp.Expr:
             expr = rewrite(apply_identities(spec, normalize(spec, expr), identities), plain)
             if expr == prev:
                 break
-    return tidy(spec, expr)
+    return tidy(spec, expr) if readable else expr
 
 
 class Inliner:
@@ -297,7 +298,7 @@ def tidy(spec: Spec, expr):
     """
     expanded = sp.expand(expr, power_exp=False, power_base=False, log=False, multinomial=False)
     gathered = sp.gcd_terms(expanded, fraction=False)
-    cands = [expanded, gathered, sp.factor_terms(gathered)]
+    cands = [expr, expanded, gathered, sp.factor_terms(gathered)]
     if _risky_divisions(spec, expanded):
         cancelled = sp.cancel(sp.together(expanded))
         cands += [cancelled, sp.factor_terms(cancelled),

@@ -40,7 +40,9 @@ Building blocks:
   A mean is ``Sum(n, e) / n``; a contraction is ``Sum(k, a * b)`` where ``a``
   and ``b`` share the axis ``k``.
 
-Elementwise functions are SymPy's own (``exp``, ``log``, ``tanh``, powers).
+Elementwise functions are SymPy's own plus ``symbp.functions`` (``sigmoid``,
+``softplus``, ``relu``, ``leaky_relu``); see that module for the derivative
+each takes at a kink.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ import re
 from dataclasses import dataclass, field
 
 import sympy as sp
+
+from symbp.functions import SUPPORTED, SUPPORTED_NAMES, canonical
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -109,7 +113,7 @@ class Sum(Reduction):
 
     @classmethod
     def eval(cls, axis, body):
-        if body.is_zero:
+        if body == 0:  # structural: asking SymPy's assumptions here costs most of a derivation
             return sp.S.Zero
         return None
 
@@ -329,7 +333,7 @@ class Spec:
     def _bind(self, name, expr, dims, role, assume):
         check_spec_name(name, "binding")
         self._check_new(name)
-        expr = sp.sympify(expr)
+        expr = canonical(expr)
         self._validate_expr(name, expr)
         if dims is None:
             dims = self._infer_dims(name, expr)
@@ -350,7 +354,7 @@ class Spec:
         return sym
 
     def _validate_expr(self, name, expr):
-        allowed = (sp.Add, sp.Mul, sp.Pow, sp.exp, sp.log, sp.tanh, sp.Abs, Sum, Max)
+        allowed = SUPPORTED + (Sum, Max)
         for node in sp.preorder_traversal(expr):
             if isinstance(node, Reduction):
                 if node.axis not in self.axis_list:
@@ -359,7 +363,8 @@ class Spec:
                     raise SpecError(f"binding {name!r}: {node} reduces over {node.axis}, "
                                     f"which its operand does not have")
             elif isinstance(node, sp.Function) and not isinstance(node, allowed):
-                raise SpecError(f"binding {name!r}: unsupported function {node.func.__name__}")
+                raise SpecError(f"binding {name!r}: unsupported function {node.func.__name__} "
+                                f"(supported: {SUPPORTED_NAMES})")
             elif isinstance(node, sp.Pow) and not node.exp.is_number:
                 if self.axes_of(node.exp) or node.exp.free_symbols & set(self._by_symbol):
                     raise SpecError(f"binding {name!r}: tensor-valued exponents are not supported")

@@ -190,3 +190,26 @@ def test_function_computes_only_the_gradients_autograd_asks_for(generated_module
     _, ctx = lin.forward(x.detach(), W, b)
     dx, dW, db = lin.backward(ctx, torch.ones(5, 2, dtype=f64), needs=(False, True, False))
     assert dx is None and db is None and dW is not None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, f64])
+def test_elementwise_functions_follow_torch_at_kinks_and_ties(dtype):
+    x = torch.tensor([[0.0, 1.0, -1.0, 2.0, 0.0, -3.0], [0.5, 0.0, 30.0, -30.0, 1e-3, 4.0]], dtype=dtype)
+    y = torch.tensor([[0.0, 1.0, 0.0, -2.0, 1.0, -3.0], [0.5, -1.0, 0.0, 3.0, 0.0, 4.0]], dtype=dtype)
+    dout = torch.linspace(-1, 1, 12, dtype=dtype).reshape(2, 6)
+
+    def fn(x, y):  # plain torch ops whose derivative conventions symbp promises to follow
+        a = F.relu(x) + F.leaky_relu(y, 0.1) + torch.maximum(x, y) - F.relu(-x)
+        b = torch.erf(x) + torch.sin(y) * torch.cos(x) + torch.sqrt(x**2 + 1) + torch.sign(x) * y.abs()
+        c = F.softplus(x) + torch.sigmoid(y) + (x > 0).to(x.dtype) * y  # heaviside(x, 0) * y
+        return a * b + c
+
+    want, _ = reference(fn, [x.double(), y.double()], [0, 1], dout.double())
+    fused, chunked = gradients("activations.py", [x, y], dout)
+    tol = 1e-12 if dtype == f64 else 1e-5
+    assert_close(fused["x"], want[0].to(dtype), tol)
+    assert_close(fused["y"], want[1].to(dtype), tol)
+    assert_close(chunked["dx"], want[0].to(dtype), tol)
+    module = load_generated(str(SPECS / "activations.py"))
+    out, _ = module.forward(x, y)
+    assert_close(out, fn(x.double(), y.double()).to(dtype), tol)
