@@ -7,14 +7,28 @@ Each module has ``forward``, ``backward`` (fused), ``backward_chunked`` and
 """
 
 MODULES = [
+    "attention",
+    "attention_additive",
     "batchnorm",
     "batchnorm_biased",
+    "bce_with_logits",
     "cross_entropy",
+    "dropout",
     "embedding",
+    "gelu",
+    "gelu_tanh",
+    "huber",
+    "l2_normalize",
     "layernorm",
     "linear",
+    "linear_seq",
+    "log_softmax",
+    "logsumexp",
     "mse",
+    "relu",
     "rmsnorm",
+    "sigmoid",
+    "silu",
     "softmax",
     "tanh",
 ]

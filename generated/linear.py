@@ -29,7 +29,7 @@ def forward(x, W, b, chunked=True):
     n = x.shape[0]
     i = x.shape[1]
     o = W.shape[1]
-    y = b + x @ W  # (n, o) y = b + Σ_i(W*x)
+    y = b + (x @ W)  # (n, o) y = b + Σ_i(W*x)
     if not chunked:
         return y, {"x": x, "W": W}
     _ctx = {

@@ -28,8 +28,8 @@ def forward(x, gain, eps=EPS, chunked=True):
     ``chunked=False`` only what the fused ``backward`` reads (less memory)."""
     n = x.shape[0]
     d = x.shape[1]
-    ms = (1/d)*(x**2).sum(1, keepdim=True)  # (n, 1) ms = Σ_d(x**2)/d
-    rrms = (eps + ms)**(-0.5)  # (n, 1) rrms = 1/sqrt(eps + ms)
+    ms = (d**-1)*(x**2).sum(1, keepdim=True)  # (n, 1) ms = Σ_d(x**2)/d
+    rrms = torch.rsqrt(eps + ms)  # (n, 1) rrms = 1/sqrt(eps + ms)
     xhat = rrms*x  # (n, d) xhat = rrms*x
     y = gain*xhat  # (n, d) y = gain*xhat
     if not chunked:
@@ -64,7 +64,6 @@ def backward(_ctx, dy, needs=None):
     dgain = None
     if needs[0]:
         t0 = gain*dy  # (n, d)
-    if needs[0]:
         dx = (rrms/d)*(d*t0 - (rrms*(t0*x).sum(1, keepdim=True))*xhat)  # (n, d) fused: dy -> dx
     if needs[1]:
         dgain = (dy*xhat).sum(0)  # (d,) fused: dy -> dgain

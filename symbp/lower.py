@@ -130,6 +130,9 @@ class TorchCode(TorchPrinter):
     def _print_Pow(self, e):
         if not e.free_symbols:  # a constant such as 1/sqrt(pi)
             return repr(float(e))
+        if not any(self.spec.is_tensor(s) or s in self.env for s in e.free_symbols):
+            base = self.parenthesize(e.base, PRECEDENCE["Pow"], strict=True)  # sizes, options: Python numbers
+            return f"{base}**{int(e.exp)}" if e.exp.is_Integer else f"{base}**({float(e.exp)!r})"
         if e.exp == sp.Rational(1, 2):
             return f"torch.sqrt({self._print(e.base)})"
         if e.exp == sp.Rational(-1, 2):
@@ -238,8 +241,8 @@ class TorchCode(TorchPrinter):
 
     def _print_Sum(self, e):
         con = self._contraction(e)
-        if con is not None:
-            return con[0]
+        if con is not None:  # ``@`` binds like ``*``: keep a matmul whole inside a product
+            return f"({con[0]})" if " @ " in con[0] else con[0]
         pos = self._pos(e.body, e.axis)
         return self._method(e.body, f"sum({pos}, keepdim=True)")
 
@@ -252,6 +255,8 @@ class TorchCode(TorchPrinter):
         return out
 
     def _lower_contraction(self, e):
+        """A sum over axes that several factors share, when summing their product would first
+        build something larger than any factor: a matmul, a batched matmul, or ``einsum``."""
         axes, body = [e.axis], e.body
         while isinstance(body, Sum):
             axes.append(body.axis)
@@ -262,43 +267,60 @@ class TorchCode(TorchPrinter):
                 coeff *= f
             else:
                 factors.append(f)
+        if len(factors) < 2:
+            return None
         onehots = [f for f in factors if self.spec.is_tensor(f)
                    and self.spec.tensor_of(f).role == "classes"]
-        if len(factors) != 2:
-            return None
-        if onehots:
+        if onehots and len(factors) == 2:
             y = self.spec.tensor_of(onehots[0])
             other = factors[1] if factors[0] == onehots[0] else factors[0]
             return self._onehot_contraction(y, other, axes, coeff)
-        if len(axes) > 1:  # nested sums that are not a scatter: the inner one may be
-            return None
-        a, b = factors
-        da, db = self.dims(a), self.dims(b)
-        if broadcast(da, db) is not None:
-            return None  # an ordinary elementwise product and sum
-        k = e.axis
-        if 1 in da or 1 in db or k not in da or k not in db:
-            raise LoweringError(f"cannot lower contraction {e}")
-        free = [x for x in self.spec.axis_list if (x in da or x in db) and x != k]
-        ca, cb = self._print(a), self._print(b)
-        if not (a.is_Symbol or isinstance(a, Sum)):
-            ca = f"({ca})"
-        if not (b.is_Symbol or isinstance(b, Sum)):
-            cb = f"({cb})"
-        if len(da) == 2 and len(db) == 2 and len(free) == 2:
-            left, right = (a, b) if free[0] in da else (b, a)
-            cl, cr = (ca, cb) if left is a else (cb, ca)
-            dl, dr = self.dims(left), self.dims(right)
-            cl = cl if dl[1] == k else f"{cl}.T"
-            cr = cr if dr[0] == k else f"{cr}.T"
-            code = f"{cl} @ {cr}"
-        else:
-            letters = {x: chr(ord("a") + i) for i, x in enumerate(self.spec.axis_list)}
-            sa = "".join(letters[x] for x in da)
-            sb = "".join(letters[x] for x in db)
-            so = "".join(letters[x] for x in free)
-            code = f"torch.einsum('{sa},{sb}->{so}', {ca}, {cb})"
+        dims = [self.dims(f) for f in factors]
+        joint = dims[0]
+        for d in dims[1:]:
+            joint = broadcast(joint, d) if joint is not None else None
+        if joint is not None:
+            largest = max(len(set(d) - {1}) for d in dims)
+            if len(set(joint) - {1}) <= largest:
+                return None  # an ordinary elementwise product, then sums
+        summed = set(axes)
+        free = [x for x in self.spec.axis_list if x not in summed and any(x in d for d in dims)]
+        codes = [self._operand(f) for f in factors]
+        if len(factors) == 2 and len(axes) == 1 and 1 not in dims[0] + dims[1]:
+            code = self._matmul(factors, dims, codes, axes[0], free)
+            if code is not None:
+                return self._scaled(coeff, code), tuple(free)
+        letters = {x: chr(ord("a") + i) for i, x in enumerate(self.spec.axis_list)}
+        spare = iter("zyxwvutsrqponm")
+        subs = ["".join(letters[x] if x != 1 else next(spare) for x in d) for d in dims]
+        out = "".join(letters[x] for x in free)
+        code = f"torch.einsum('{','.join(subs)}->{out}', {', '.join(codes)})"
         return self._scaled(coeff, code), tuple(free)
+
+    def _operand(self, f) -> str:
+        code = self._print(f)
+        return code if f.is_Symbol or isinstance(f, Sum) else f"({code})"
+
+    @staticmethod
+    def _matmul(factors, dims, codes, k, free):
+        """``a @ b`` (with ``.mT`` where a layout needs it) for 2-d, or 3-d sharing a leading batch axis."""
+        (da, db), (ca, cb) = dims, codes
+        if k not in da or k not in db or len(da) != len(db) or len(da) not in (2, 3):
+            return None
+        if len(da) == 3 and not (da[0] == db[0] == free[0] and len(free) == 3):
+            return None
+        if len(da) == 2 and len(free) != 2:
+            return None
+        rows = free[-2]
+        if rows in da:
+            (dl, cl), (dr, cr) = (da, ca), (db, cb)
+        else:
+            (dl, cl), (dr, cr) = (db, cb), (da, ca)
+        if dl[-1] != k:
+            cl = f"{cl}.mT" if len(dl) == 3 else f"{cl}.T"
+        if dr[-2] != k:
+            cr = f"{cr}.mT" if len(dr) == 3 else f"{cr}.T"
+        return f"{cl} @ {cr}"
 
     def _onehot_contraction(self, y, other, axes, coeff):
         do = self.dims(other)
@@ -348,6 +370,8 @@ def lower_expr(printer: TorchCode, expr, target_dims) -> str:
         if tuple(a for a in inner if a != expr.axis) == tuple(target_dims) and expr.axis in inner:
             return printer._method(expr.body, f"sum({inner.index(expr.axis)})")  # no kept dim
     code = printer.doprint(expr)
+    if isinstance(expr, Sum) and code.startswith("(") and " @ " in code and code.endswith(")"):
+        code = code[1:-1]  # a statement that is one matmul needs no parentheses
     got = printer.dims(expr)
     if got == tuple(target_dims):
         return code

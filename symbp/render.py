@@ -136,7 +136,7 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
         "grad": grad.name,
         "context": readable,
         "fused_reads": fused_reads,
-        "fused_stmts": fused_stmts,
+        "fused_blocks": _blocks(fused_stmts),
         "needs_guards": any(s.guard for s in fused_stmts),
         "chunk_reads": chunk_reads,
         "chunk_stmts": chunk_stmts,
@@ -169,6 +169,17 @@ def _reads(exprs, spec, readable, stmts) -> list:
     for e in exprs:
         visit(e)
     return [k for k in readable if k in used]
+
+
+def _blocks(stmts) -> list:
+    """Consecutive statements with the same guard, as ``(guard, [stmts])``."""
+    out = []
+    for s in stmts:
+        if out and out[-1][0] == s.guard:
+            out[-1][1].append(s)
+        else:
+            out.append((s.guard, [s]))
+    return out
 
 
 def _guard_by_needs(stmts, grads) -> None:

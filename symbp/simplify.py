@@ -89,6 +89,8 @@ def closed_form(spec: Spec, expr, rewrites, identities, readable=True) -> sp.Exp
             expr = rewrite(apply_identities(spec, normalize(spec, expr), identities), plain)
             if expr == prev:
                 break
+    if getattr(rewrites, "thaw", None):
+        expr = expr.xreplace(rewrites.thaw)
     return tidy(spec, expr) if readable else expr
 
 
@@ -138,7 +140,7 @@ def basis_rewrites(spec: Spec, invert: bool = True) -> dict:
     saved = set(spec.saved)
     inline = {t.symbol: t.expr for t in spec.bindings
               if t.name not in saved and not _has_reduction(t.expr)}
-    rw: dict = {}
+    rw = Rules()
     if invert:
         for name in spec.saved:
             t = spec.tensors[name]
@@ -150,12 +152,32 @@ def basis_rewrites(spec: Spec, invert: bool = True) -> dict:
                         continue
                     if key.is_Symbol and (not spec.is_tensor(key) or spec.tensor_of(key).expr is None):
                         continue  # inputs and parameters stay as they are
+                    if key.is_Symbol and key in value.free_symbols:
+                        value = rw.freeze(value, key)  # counts = probs*Σ_s(counts): Σ_s(counts) held whole
                     if _reaches(value.free_symbols, key.free_symbols, {**inline, **rw}):
                         continue
                     rw[key] = value
     for sym, expr in inline.items():
         rw.setdefault(sym, expr)
     return rw
+
+
+class Rules(dict):
+    """Rewrite rules, plus reductions held as opaque symbols while the rules run (``thaw`` undoes it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.thaw: dict = {}
+
+    def freeze(self, value, key):
+        """``value`` with each reduction that mentions ``key`` replaced by a symbol standing for it."""
+        for node in sorted({r for r in sp.preorder_traversal(value) if isinstance(r, Reduction)
+                            and key in r.free_symbols}, key=sp.count_ops):
+            if node not in self:
+                held = sp.Dummy(f"R_{node.axis}", real=True, positive=node.is_positive or None)
+                self[node] = held
+                self.thaw[held] = node
+        return value.xreplace({r: self[r] for r in self.thaw.values()})
 
 
 def _reaches(start: set, targets: set, rules: dict) -> bool:
@@ -345,14 +367,18 @@ def merge_sums(spec: Spec, expr):
         return expr
     groups: dict = {}
     rest = []
+    lone = {}  # axis -> factors of the bodies of terms with a single sum, to choose among several
     for term in expr.args:
         sums = [f for f in sp.Mul.make_args(term) if isinstance(f, Sum)]
         if len(sums) == 1:
-            s = sums[0]
-            coeff = term / s
-            if s.axis not in spec.axes_of(coeff):
-                groups.setdefault(s.axis, []).append(coeff * s.body)
-                continue
+            lone.setdefault(sums[0].axis, set()).update(sp.Mul.make_args(sums[0].body))
+    for term in expr.args:
+        sums = [f for f in sp.Mul.make_args(term) if isinstance(f, Sum)
+                and f.axis not in spec.axes_of(term / f)]
+        if sums:  # with several, join the one whose body shares most factors with the others'
+            s = max(sums, key=lambda f: len(lone.get(f.axis, set()) & set(sp.Mul.make_args(f.body))))
+            groups.setdefault(s.axis, []).append(term / s * s.body)
+            continue
         rest.append(term)
     if not any(len(v) > 1 for v in groups.values()):
         return expr

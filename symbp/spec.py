@@ -123,11 +123,12 @@ class Sum(Reduction):
     def _eval_is_positive(self):
         return self.body.is_positive
 
-    def _latex(self, printer):
+    def _latex(self, printer, exp=None):
         body = printer._print(self.body)
         if isinstance(self.body, sp.Add):
             body = r"\left(" + body + r"\right)"
-        return r"\sum_{%s} %s" % (printer._print(self.axis), body)
+        tex = r"\sum_{%s} %s" % (printer._print(self.axis), body)
+        return tex if exp is None else r"\left(%s\right)^{%s}" % (tex, exp)
 
     def _sympystr(self, printer):
         return "Σ_%s(%s)" % (printer._print(self.axis), printer._print(self.body))
@@ -136,8 +137,9 @@ class Sum(Reduction):
 class Max(Reduction):
     """``Max(axis, e)``: the maximum along ``axis``; its adjoint goes to the argmax."""
 
-    def _latex(self, printer):
-        return r"\max_{%s} %s" % (printer._print(self.axis), printer._print(self.body))
+    def _latex(self, printer, exp=None):
+        tex = r"\max_{%s} %s" % (printer._print(self.axis), printer._print(self.body))
+        return tex if exp is None else r"\left(%s\right)^{%s}" % (tex, exp)
 
     def _sympystr(self, printer):
         return "max_%s(%s)" % (printer._print(self.axis), printer._print(self.body))

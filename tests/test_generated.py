@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 
 from conftest import VARIANTS, assert_matches_autograd, rel_err
 from symbp.check import random_arguments
+from symbp.layers import load
 
-SIZE_RANGES = {"n": (2, 512), "c": (2, 100), "v": (2, 100)}  # any other axis: features 1..300
+SIZE_RANGES = {"n": (2, 512), "c": (2, 100), "v": (2, 100), "b": (1, 6), "t": (1, 24), "s": (1, 24), "h": (1, 32)}
+# any other axis: features 1..300
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.module)
@@ -19,7 +21,8 @@ SIZE_RANGES = {"n": (2, 512), "c": (2, 100), "v": (2, 100)}  # any other axis: f
 @given(data=st.data())
 def test_float64_matches_autograd_over_shapes(variant, data, generated_modules):
     module = generated_modules[variant.module]
-    sizes = {a.name: data.draw(st.integers(*SIZE_RANGES.get(a.name, (1, 300))), label=a.name)
+    ranges = dict(SIZE_RANGES, **getattr(load(variant.layer).module, "TEST_SIZE_RANGES", {}))
+    sizes = {a.name: data.draw(st.integers(*ranges.get(a.name, (1, 300))), label=a.name)
              for a in module.SPEC.axis_list}
     seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
     args = random_arguments(module.SPEC, sizes, torch.float64, torch.Generator().manual_seed(seed))
@@ -31,7 +34,8 @@ def test_gradcheck_on_function(variant, generated_modules):
     module = generated_modules[variant.module]
     sizes = {a.name: 5 if a.name == "n" else 4 for a in module.SPEC.axis_list}
     args = random_arguments(module.SPEC, sizes, torch.float64, torch.Generator().manual_seed(1))
-    args = [a.requires_grad_() if a.is_floating_point() else a for a in args]
+    roles = [t.role for t in module.SPEC.arguments]
+    args = [a.requires_grad_() if role in ("input", "param") else a for a, role in zip(args, roles)]
     assert torch.autograd.gradcheck(module.Function.apply, tuple(args))
 
 
