@@ -30,9 +30,9 @@ def forward(x, W, b, chunked=True):
     t = x.shape[1]
     i = x.shape[2]
     o = W.shape[1]
-    y = b + torch.einsum('cd,abc->abd', W, x)  # (n, t, o) y = b + Σ_i(W*x)
+    y = b + (x @ W)  # (n, t, o) y = b + Σ_i(W*x)
     if not chunked:
-        return y, {"o": o, "x": x, "W": W}
+        return y, {"x": x, "W": W}
     _ctx = {
         "n": n,
         "t": t,
@@ -51,7 +51,6 @@ def backward(_ctx, dy, needs=None):
 
     ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
     their place in the result is ``None``."""
-    o = _ctx["o"]
     x = _ctx["x"]
     W = _ctx["W"]
     if needs is None:
@@ -60,22 +59,21 @@ def backward(_ctx, dy, needs=None):
     dW = None
     db = None
     if needs[0]:
-        dx = torch.einsum('cd,abd->abc', W, dy)  # (n, t, i) fused: dy -> dx
+        dx = dy @ W.T  # (n, t, i) fused: dy -> dx
     if needs[1]:
-        dW = torch.einsum('abd,abc->cd', dy, x)  # (i, o) fused: dy -> dW
+        dW = x.reshape(-1, x.shape[-1]).T @ dy.reshape(-1, dy.shape[-1])  # (i, o) fused: dy -> dW
     if needs[2]:
-        db = dy.sum(0, keepdim=True).sum(1, keepdim=True).reshape(o,)  # (o,) fused: dy -> db
+        db = dy.sum((0, 1))  # (o,) fused: dy -> db
     return dx, dW, db
 
 
 def backward_chunked(_ctx, dy):
     """The gradient of every intermediate and input, one binding at a time."""
-    o = _ctx["o"]
     x = _ctx["x"]
     W = _ctx["W"]
-    dx = torch.einsum('cd,abd->abc', W, dy)  # (n, t, i) through y = b + Σ_i(W*x)
-    dW = torch.einsum('abd,abc->cd', dy, x)  # (i, o) through y = b + Σ_i(W*x)
-    db = dy.sum(0, keepdim=True).sum(1, keepdim=True).reshape(o,)  # (o,) through y = b + Σ_i(W*x)
+    dx = dy @ W.T  # (n, t, i) through y = b + Σ_i(W*x)
+    dW = x.reshape(-1, x.shape[-1]).T @ dy.reshape(-1, dy.shape[-1])  # (i, o) through y = b + Σ_i(W*x)
+    db = dy.sum((0, 1))  # (o,) through y = b + Σ_i(W*x)
     return {
         "dx": dx,
         "dW": dW,
@@ -129,7 +127,7 @@ class Function(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dy):
         *args, _out = ctx.saved_tensors
-        saved = {"o": args[1].shape[1], "x": args[0], "W": args[1]}
+        saved = {"x": args[0], "W": args[1]}
         needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2], )
         grads = backward(saved, dy, needs)
         return grads[0], grads[1], grads[2]

@@ -286,8 +286,8 @@ class TorchCode(TorchPrinter):
         summed = set(axes)
         free = [x for x in self.spec.axis_list if x not in summed and any(x in d for d in dims)]
         codes = [self._operand(f) for f in factors]
-        if len(factors) == 2 and len(axes) == 1 and 1 not in dims[0] + dims[1]:
-            code = self._matmul(factors, dims, codes, axes[0], free)
+        if len(factors) == 2 and 1 not in dims[0] + dims[1]:
+            code = self._matmul(factors, dims, codes, axes, free)
             if code is not None:
                 return self._scaled(coeff, code), tuple(free)
         letters = {x: chr(ord("a") + i) for i, x in enumerate(self.spec.axis_list)}
@@ -302,10 +302,24 @@ class TorchCode(TorchPrinter):
         return code if f.is_Symbol or isinstance(f, Sum) else f"({code})"
 
     @staticmethod
-    def _matmul(factors, dims, codes, k, free):
-        """``a @ b`` (with ``.mT`` where a layout needs it) for 2-d, or 3-d sharing a leading batch axis."""
+    def _matmul(factors, dims, codes, axes, free):
+        """A matmul where the layouts allow one: ``a @ b`` (2-d, or batched over shared leading
+        axes), ``a @ W`` for extra leading axes of ``a``, or, when the summed axes lead both
+        operands, one reshaped matmul ``a.reshape(-1, i).T @ b.reshape(-1, o)``."""
         (da, db), (ca, cb) = dims, codes
-        if k not in da or k not in db or len(da) != len(db) or len(da) not in (2, 3):
+        if len(axes) > 1:
+            lead = tuple(da[:len(axes)])
+            if set(lead) == set(axes) and tuple(db[:len(axes)]) == lead and len(da) == len(db) == len(axes) + 1:
+                (dl, cl), (dr, cr) = ((da, ca), (db, cb)) if da[-1] == free[0] else ((db, cb), (da, ca))
+                return f"{cl}.reshape(-1, {cl}.shape[-1]).T @ {cr}.reshape(-1, {cr}.shape[-1])"
+            return None
+        (k,) = axes
+        if k not in da or k not in db:
+            return None
+        for (d1, c1), (d2, c2) in (((da, ca), (db, cb)), ((db, cb), (da, ca))):
+            if len(d1) > 2 and len(d2) == 2 and d1[-1] == k and list(d1[:-1]) + [x for x in d2 if x != k] == free:
+                return f"{c1} @ {c2}" if d2[0] == k else f"{c1} @ {c2}.T"
+        if len(da) != len(db) or len(da) not in (2, 3):
             return None
         if len(da) == 3 and not (da[0] == db[0] == free[0] and len(free) == 3):
             return None
@@ -366,9 +380,14 @@ def lower_expr(printer: TorchCode, expr, target_dims) -> str:
         printer.sizes_used |= {a.name for a in target_dims if a != 1}
         return f"{printer.float_like}.new_zeros{shape_code(target_dims)}"
     if isinstance(expr, Sum) and printer._contraction(expr) is None:
-        inner = printer.dims(expr.body)
-        if tuple(a for a in inner if a != expr.axis) == tuple(target_dims) and expr.axis in inner:
-            return printer._method(expr.body, f"sum({inner.index(expr.axis)})")  # no kept dim
+        axes, body = [expr.axis], expr.body
+        while isinstance(body, Sum) and printer._contraction(body) is None:
+            axes.append(body.axis)
+            body = body.body
+        inner = printer.dims(body)
+        if tuple(a for a in inner if a not in axes) == tuple(target_dims) and set(axes) <= set(inner):
+            pos = sorted(inner.index(a) for a in axes)  # no kept dims
+            return printer._method(body, f"sum({pos[0]})" if len(pos) == 1 else f"sum({tuple(pos)})")
     code = printer.doprint(expr)
     if isinstance(expr, Sum) and code.startswith("(") and " @ " in code and code.endswith(")"):
         code = code[1:-1]  # a statement that is one matmul needs no parentheses
