@@ -43,17 +43,20 @@ def check_layer(layer, torch_fn, args, options=None, data=(), dout=None, tol=Non
     out, ctx = module.forward(*args)
     assert out.dtype == dtype and out.shape == want.shape
     assert rel_err(out.double(), want.detach(), 1e-30) <= tol, ("forward", layer)
+    # errors are relative to each gradient's largest entry, but never below the incoming gradient's
+    # scale: a gradient that is tiny everywhere (a saturated softmax) is judged by rounding, not noise
+    floor = 1e-4 * float(dout.abs().max())
     got = [g for g in module.backward(ctx, dout.to(dtype)) if g is not None]
     assert len(got) == len(diff)
     for g, w in zip(got, want_grads):
         assert g.dtype == dtype and g.shape == w.shape
         assert torch.isfinite(g[torch.isfinite(w)]).all(), (layer, g, w)
-        assert rel_err(g.double(), w, 1e-30) <= tol, (layer, rel_err(g.double(), w, 1e-30))
+        assert rel_err(g.double(), w, floor) <= tol, (layer, rel_err(g.double(), w, floor))
     leaves2 = [a.detach().clone().requires_grad_(i in diff) if a.is_floating_point() else a
                for i, a in enumerate(args)]
     grads2 = torch.autograd.grad(module.Function.apply(*leaves2), [leaves2[i] for i in diff], dout.to(dtype))
     for g, w in zip(grads2, want_grads):
-        assert rel_err(g.double(), w, 1e-30) <= tol, ("Function", layer)
+        assert rel_err(g.double(), w, floor) <= tol, ("Function", layer)
 
 
 EDGES = torch.tensor([[0.0, -0.0, 1.0, -1.0, 40.0, -40.0, 1e-7, -3.0],
