@@ -37,10 +37,10 @@ def forward(q, k, v, bias, chunked=True):
     t = q.shape[1]
     s = k.shape[1]
     h = q.shape[2]
-    att = bias + (h**(-0.5))*(q @ k.mT)  # (b, t, s) att = bias + Σ_h(k*q)/sqrt(h)
+    att = bias + (1/h**(0.5))*(q @ k.mT)  # (b, t, s) att = bias + Σ_h(k*q)/sqrt(h)
     m = att.amax(2, keepdim=True)  # (b, t, 1) m = max_s(att)
     counts = torch.exp(att - m)  # (b, t, s) counts = exp(att - m)
-    probs = (1/counts.sum(2, keepdim=True))*counts  # (b, t, s) probs = counts/Σ_s(counts)
+    probs = 1/counts.sum(2, keepdim=True)*counts  # (b, t, s) probs = counts/Σ_s(counts)
     y = probs @ v  # (b, t, h) y = Σ_s(probs*v)
     if not chunked:
         return y, {"h": h, "q": q, "k": k, "v": v, "probs": probs}
@@ -100,11 +100,11 @@ def backward_chunked(_ctx, dy):
     counts = _ctx["counts"]
     probs = _ctx["probs"]
     dprobs = dy @ v.mT  # (b, t, s) through y = Σ_s(probs*v)
-    dcounts = (1/counts.sum(2, keepdim=True))*dprobs - (counts*dprobs).sum(2, keepdim=True)/counts.sum(2, keepdim=True)**2  # (b, t, s) through probs = counts/Σ_s(counts)
+    dcounts = 1/counts.sum(2, keepdim=True)*dprobs - (counts*dprobs).sum(2, keepdim=True)/counts.sum(2, keepdim=True)**2  # (b, t, s) through probs = counts/Σ_s(counts)
     dm = -(counts*dcounts).sum(2, keepdim=True)  # (b, t, 1) through counts = exp(att - m)
     datt = counts*dcounts + dm*_max_mask(att, 2)  # (b, t, s) through counts = exp(att - m), m = max_s(att)
-    dq = (h**(-0.5))*(datt @ k)  # (b, t, h) through att = bias + Σ_h(k*q)/sqrt(h)
-    dk = (h**(-0.5))*(datt.mT @ q)  # (b, s, h) through att = bias + Σ_h(k*q)/sqrt(h)
+    dq = (1/h**(0.5))*(datt @ k)  # (b, t, h) through att = bias + Σ_h(k*q)/sqrt(h)
+    dk = (1/h**(0.5))*(datt.mT @ q)  # (b, s, h) through att = bias + Σ_h(k*q)/sqrt(h)
     dv = probs.mT @ dy  # (b, s, h) through y = Σ_s(probs*v)
     return {
         "dprobs": dprobs,

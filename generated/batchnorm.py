@@ -31,10 +31,10 @@ def forward(hprebn, bngain, bnbias, eps=EPS, chunked=True):
     d = hprebn.shape[1]
     if n - 1 <= 0:
         raise ValueError(f"batchnorm: n - 1 must be positive for this layer; got n={n}, d={d}")
-    bnmeani = (n**-1)*hprebn.sum(0, keepdim=True)  # (1, d) bnmeani = Σ_n(hprebn)/n
-    bndiff = -bnmeani + hprebn  # (n, d) bndiff = -bnmeani + hprebn
+    bnmeani = (1/n)*hprebn.sum(0, keepdim=True)  # (1, d) bnmeani = Σ_n(hprebn)/n
+    bndiff = hprebn - bnmeani  # (n, d) bndiff = -bnmeani + hprebn
     bndiff2 = bndiff**2  # (n, d) bndiff2 = bndiff**2
-    bnvar = ((n - 1)**-1)*bndiff2.sum(0, keepdim=True)  # (1, d) bnvar = Σ_n(bndiff2)/(n - 1)
+    bnvar = (1/(n - 1))*bndiff2.sum(0, keepdim=True)  # (1, d) bnvar = Σ_n(bndiff2)/(n - 1)
     bnvar_inv = torch.rsqrt(bnvar + eps)  # (1, d) bnvar_inv = 1/sqrt(bnvar + eps)
     bnraw = bnvar_inv*bndiff  # (n, d) bnraw = bndiff*bnvar_inv
     hpreact = bnbias + bngain*bnraw  # (n, d) hpreact = bnbias + bngain*bnraw
@@ -77,7 +77,7 @@ def backward(_ctx, dhpreact, needs=None):
     if needs[0] or needs[2]:
         t1 = dhpreact.sum(0, keepdim=True)  # (1, d)
     if needs[0]:
-        dhprebn = (bngain*bnvar_inv/n)*(-(n*t0/(n - 1))*bnraw + n*dhpreact - t1)  # (n, d) fused: dhpreact -> dhprebn
+        dhprebn = (bngain*bnvar_inv/n)*(n*dhpreact - ((n/(n - 1))*t0)*bnraw - t1)  # (n, d) fused: dhpreact -> dhprebn
     if needs[1]:
         dbngain = t0  # (1, d) fused: dhpreact -> dbngain
     if needs[2]:
@@ -98,10 +98,10 @@ def backward_chunked(_ctx, dhpreact):
     dbnraw = bngain*dhpreact  # (n, d) through hpreact = bnbias + bngain*bnraw
     dbnvar_inv = (bndiff*dbnraw).sum(0, keepdim=True)  # (1, d) through bnraw = bndiff*bnvar_inv
     dbnvar = -1/2*dbnvar_inv/(bnvar + eps)**(1.5)  # (1, d) through bnvar_inv = 1/sqrt(bnvar + eps)
-    dbndiff2 = (((n - 1)**-1)*dbnvar).expand(n, d)  # (n, d) through bnvar = Σ_n(bndiff2)/(n - 1)
+    dbndiff2 = ((1/(n - 1))*dbnvar).expand(n, d)  # (n, d) through bnvar = Σ_n(bndiff2)/(n - 1)
     dbndiff = 2*bndiff*dbndiff2 + bnvar_inv*dbnraw  # (n, d) through bndiff2 = bndiff**2, bnraw = bndiff*bnvar_inv
     dbnmeani = -dbndiff.sum(0, keepdim=True)  # (1, d) through bndiff = -bnmeani + hprebn
-    dhprebn = dbndiff + (n**-1)*dbnmeani  # (n, d) through bndiff = -bnmeani + hprebn, bnmeani = Σ_n(hprebn)/n
+    dhprebn = dbndiff + (1/n)*dbnmeani  # (n, d) through bndiff = -bnmeani + hprebn, bnmeani = Σ_n(hprebn)/n
     dbngain = (bnraw*dhpreact).sum(0, keepdim=True)  # (1, d) through hpreact = bnbias + bngain*bnraw
     dbnbias = dhpreact.sum(0, keepdim=True)  # (1, d) through hpreact = bnbias + bngain*bnraw
     return {

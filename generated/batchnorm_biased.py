@@ -29,10 +29,10 @@ def forward(hprebn, bngain, bnbias, eps=EPS, chunked=True):
     ``chunked=False`` only what the fused ``backward`` reads (less memory)."""
     n = hprebn.shape[0]
     d = hprebn.shape[1]
-    bnmeani = (n**-1)*hprebn.sum(0, keepdim=True)  # (1, d) bnmeani = Σ_n(hprebn)/n
-    bndiff = -bnmeani + hprebn  # (n, d) bndiff = -bnmeani + hprebn
+    bnmeani = (1/n)*hprebn.sum(0, keepdim=True)  # (1, d) bnmeani = Σ_n(hprebn)/n
+    bndiff = hprebn - bnmeani  # (n, d) bndiff = -bnmeani + hprebn
     bndiff2 = bndiff**2  # (n, d) bndiff2 = bndiff**2
-    bnvar = (n**-1)*bndiff2.sum(0, keepdim=True)  # (1, d) bnvar = Σ_n(bndiff2)/n
+    bnvar = (1/n)*bndiff2.sum(0, keepdim=True)  # (1, d) bnvar = Σ_n(bndiff2)/n
     bnvar_inv = torch.rsqrt(bnvar + eps)  # (1, d) bnvar_inv = 1/sqrt(bnvar + eps)
     bnraw = bnvar_inv*bndiff  # (n, d) bnraw = bndiff*bnvar_inv
     hpreact = bnbias + bngain*bnraw  # (n, d) hpreact = bnbias + bngain*bnraw
@@ -75,7 +75,7 @@ def backward(_ctx, dhpreact, needs=None):
     if needs[0] or needs[2]:
         t1 = dhpreact.sum(0, keepdim=True)  # (1, d)
     if needs[0]:
-        dhprebn = (bngain*bnvar_inv/n)*(-t0*bnraw + n*dhpreact - t1)  # (n, d) fused: dhpreact -> dhprebn
+        dhprebn = (bngain*bnvar_inv/n)*(n*dhpreact - t0*bnraw - t1)  # (n, d) fused: dhpreact -> dhprebn
     if needs[1]:
         dbngain = t0  # (1, d) fused: dhpreact -> dbngain
     if needs[2]:
@@ -96,10 +96,10 @@ def backward_chunked(_ctx, dhpreact):
     dbnraw = bngain*dhpreact  # (n, d) through hpreact = bnbias + bngain*bnraw
     dbnvar_inv = (bndiff*dbnraw).sum(0, keepdim=True)  # (1, d) through bnraw = bndiff*bnvar_inv
     dbnvar = -1/2*dbnvar_inv/(bnvar + eps)**(1.5)  # (1, d) through bnvar_inv = 1/sqrt(bnvar + eps)
-    dbndiff2 = ((n**-1)*dbnvar).expand(n, d)  # (n, d) through bnvar = Σ_n(bndiff2)/n
+    dbndiff2 = ((1/n)*dbnvar).expand(n, d)  # (n, d) through bnvar = Σ_n(bndiff2)/n
     dbndiff = 2*bndiff*dbndiff2 + bnvar_inv*dbnraw  # (n, d) through bndiff2 = bndiff**2, bnraw = bndiff*bnvar_inv
     dbnmeani = -dbndiff.sum(0, keepdim=True)  # (1, d) through bndiff = -bnmeani + hprebn
-    dhprebn = dbndiff + (n**-1)*dbnmeani  # (n, d) through bndiff = -bnmeani + hprebn, bnmeani = Σ_n(hprebn)/n
+    dhprebn = dbndiff + (1/n)*dbnmeani  # (n, d) through bndiff = -bnmeani + hprebn, bnmeani = Σ_n(hprebn)/n
     dbngain = (bnraw*dhpreact).sum(0, keepdim=True)  # (1, d) through hpreact = bnbias + bngain*bnraw
     dbnbias = dhpreact.sum(0, keepdim=True)  # (1, d) through hpreact = bnbias + bngain*bnraw
     return {

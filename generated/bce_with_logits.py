@@ -27,7 +27,7 @@ def forward(z, t, chunked=True):
     ``chunked=False`` only what the fused ``backward`` reads (less memory)."""
     n = z.shape[0]
     d = z.shape[1]
-    loss = ((-t*z + torch.nn.functional.softplus(z)).sum(1, keepdim=True).sum(0, keepdim=True)/(d*n)).reshape(())  # () loss = Σ_n(Σ_d(-t*z + softplus(z)))/(d*n)
+    loss = ((torch.nn.functional.softplus(z) - t*z).sum(1, keepdim=True).sum(0, keepdim=True)/(d*n)).reshape(())  # () loss = Σ_n(Σ_d(-t*z + softplus(z)))/(d*n)
     if not chunked:
         return loss, {"n": n, "d": d, "z": z, "t": t}
     _ctx = {
@@ -49,7 +49,7 @@ def backward(_ctx, dloss, needs=None):
     d = _ctx["d"]
     z = _ctx["z"]
     t = _ctx["t"]
-    dz = (dloss/(d*n))*(-t + torch.sigmoid(z))  # (n, d) fused: dloss -> dz
+    dz = (dloss/(d*n))*(torch.sigmoid(z) - t)  # (n, d) fused: dloss -> dz
     return dz,
 
 
@@ -59,7 +59,7 @@ def backward_chunked(_ctx, dloss):
     d = _ctx["d"]
     z = _ctx["z"]
     t = _ctx["t"]
-    dz = (dloss/(d*n))*(-t + torch.sigmoid(z))  # (n, d) through loss = Σ_n(Σ_d(-t*z + softplus(z)))/(d*n)
+    dz = (dloss/(d*n))*(torch.sigmoid(z) - t)  # (n, d) through loss = Σ_n(Σ_d(-t*z + softplus(z)))/(d*n)
     return {
         "dz": dz,
     }

@@ -34,7 +34,7 @@ def forward(logits, targets, chunked=True):
     n = logits.shape[0]
     c = logits.shape[1]
     logit_maxes = logits.amax(1, keepdim=True)  # (n, 1) logit_maxes = max_c(logits)
-    norm_logits = -logit_maxes + logits  # (n, c) norm_logits = -logit_maxes + logits
+    norm_logits = logits - logit_maxes  # (n, c) norm_logits = -logit_maxes + logits
     counts = torch.exp(norm_logits)  # (n, c) counts = exp(norm_logits)
     counts_sum = counts.sum(1, keepdim=True)  # (n, 1) counts_sum = Σ_c(counts)
     counts_sum_inv = 1/counts_sum  # (n, 1) counts_sum_inv = 1/counts_sum

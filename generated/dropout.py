@@ -28,7 +28,7 @@ def forward(x, mask, p=P, chunked=True):
     ``chunked=False`` only what the fused ``backward`` reads (less memory)."""
     n = x.shape[0]
     d = x.shape[1]
-    y = ((1 - p)**-1)*(mask*x)  # (n, d) y = mask*x/(1 - p)
+    y = (1/(1 - p))*(mask*x)  # (n, d) y = mask*x/(1 - p)
     if not chunked:
         return y, {"mask": mask, "p": p}
     _ctx = {
@@ -49,7 +49,7 @@ def backward(_ctx, dy, needs=None):
     their place in the result is ``None``."""
     mask = _ctx["mask"]
     p = _ctx["p"]
-    dx = ((1 - p)**-1)*(dy*mask)  # (n, d) fused: dy -> dx
+    dx = (1/(1 - p))*(dy*mask)  # (n, d) fused: dy -> dx
     return dx,
 
 
@@ -57,7 +57,7 @@ def backward_chunked(_ctx, dy):
     """The gradient of every intermediate and input, one binding at a time."""
     mask = _ctx["mask"]
     p = _ctx["p"]
-    dx = ((1 - p)**-1)*(dy*mask)  # (n, d) through y = mask*x/(1 - p)
+    dx = (1/(1 - p))*(dy*mask)  # (n, d) through y = mask*x/(1 - p)
     return {
         "dx": dx,
     }

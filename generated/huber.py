@@ -29,7 +29,7 @@ def forward(pred, target, delta=DELTA, chunked=True):
     n = pred.shape[0]
     d = pred.shape[1]
     r = pred - target  # (n, d) r = pred - target
-    loss = ((torch.where((delta >= torch.abs(r)), (1/2)*r**2, delta*(-1/2*delta + torch.abs(r)))).sum(1, keepdim=True).sum(0, keepdim=True)/(d*n)).reshape(())  # () loss = Σ_n(Σ_d(Piecewise((r**2/2, delta >= Abs(r)), (delta*(-delta/2 + Abs(r)), True))))/(d*n)
+    loss = ((torch.where((delta >= torch.abs(r)), (1/2)*r**2, delta*(torch.abs(r) - (1/2)*delta))).sum(1, keepdim=True).sum(0, keepdim=True)/(d*n)).reshape(())  # () loss = Σ_n(Σ_d(Piecewise((r**2/2, delta >= Abs(r)), (delta*(-delta/2 + Abs(r)), True))))/(d*n)
     if not chunked:
         return loss, {"n": n, "d": d, "r": r, "delta": delta}
     _ctx = {

@@ -30,7 +30,7 @@ def forward(x, eps=EPS, chunked=True):
     rnorm = torch.rsqrt(eps + (x**2).sum(1, keepdim=True))  # (n, 1) rnorm = 1/sqrt(eps + Σ_d(x**2))
     y = rnorm*x  # (n, d) y = rnorm*x
     if not chunked:
-        return y, {"x": x, "rnorm": rnorm, "y": y}
+        return y, {"rnorm": rnorm, "y": y}
     _ctx = {
         "n": n,
         "d": d,
@@ -47,10 +47,9 @@ def backward(_ctx, dy, needs=None):
 
     ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
     their place in the result is ``None``."""
-    x = _ctx["x"]
     rnorm = _ctx["rnorm"]
     y = _ctx["y"]
-    dx = rnorm*(dy - (rnorm*(dy*x).sum(1, keepdim=True))*y)  # (n, d) fused: dy -> dx
+    dx = rnorm*(dy - (dy*y).sum(1, keepdim=True)*y)  # (n, d) fused: dy -> dx
     return dx,
 
 
@@ -60,7 +59,7 @@ def backward_chunked(_ctx, dy):
     rnorm = _ctx["rnorm"]
     eps = _ctx["eps"]
     drnorm = (dy*x).sum(1, keepdim=True)  # (n, 1) through y = rnorm*x
-    dx = -(drnorm/(eps + (x**2).sum(1, keepdim=True))**(1.5))*x + rnorm*dy  # (n, d) through rnorm = 1/sqrt(eps + Σ_d(x**2)), y = rnorm*x
+    dx = rnorm*dy - drnorm/(eps + (x**2).sum(1, keepdim=True))**(1.5)*x  # (n, d) through rnorm = 1/sqrt(eps + Σ_d(x**2)), y = rnorm*x
     return {
         "drnorm": drnorm,
         "dx": dx,

@@ -29,9 +29,9 @@ def forward(x, gain, bias, eps=EPS, chunked=True):
     ``chunked=False`` only what the fused ``backward`` reads (less memory)."""
     n = x.shape[0]
     d = x.shape[1]
-    mean = (d**-1)*x.sum(1, keepdim=True)  # (n, 1) mean = Σ_d(x)/d
-    xc = -mean + x  # (n, d) xc = -mean + x
-    var = (d**-1)*(xc**2).sum(1, keepdim=True)  # (n, 1) var = Σ_d(xc**2)/d
+    mean = (1/d)*x.sum(1, keepdim=True)  # (n, 1) mean = Σ_d(x)/d
+    xc = x - mean  # (n, d) xc = -mean + x
+    var = (1/d)*(xc**2).sum(1, keepdim=True)  # (n, 1) var = Σ_d(xc**2)/d
     rstd = torch.rsqrt(eps + var)  # (n, 1) rstd = 1/sqrt(eps + var)
     xhat = rstd*xc  # (n, d) xhat = rstd*xc
     y = bias + gain*xhat  # (n, d) y = bias + gain*xhat
@@ -70,7 +70,7 @@ def backward(_ctx, dy, needs=None):
     dbias = None
     if needs[0]:
         t0 = gain*dy  # (n, d)
-        dx = (rstd/d)*((d*gain)*dy - ((t0*xhat).sum(1, keepdim=True))*xhat - t0.sum(1, keepdim=True))  # (n, d) fused: dy -> dx
+        dx = (rstd/d)*((d*gain)*dy - (t0*xhat).sum(1, keepdim=True)*xhat - t0.sum(1, keepdim=True))  # (n, d) fused: dy -> dx
     if needs[1]:
         dgain = (dy*xhat).sum(0)  # (d,) fused: dy -> dgain
     if needs[2]:
@@ -90,9 +90,9 @@ def backward_chunked(_ctx, dy):
     dxhat = gain*dy  # (n, d) through y = bias + gain*xhat
     drstd = (dxhat*xc).sum(1, keepdim=True)  # (n, 1) through xhat = rstd*xc
     dvar = -1/2*drstd/(eps + var)**(1.5)  # (n, 1) through rstd = 1/sqrt(eps + var)
-    dxc = rstd*dxhat + (2*dvar/d)*xc  # (n, d) through var = Σ_d(xc**2)/d, xhat = rstd*xc
+    dxc = rstd*dxhat + ((2/d)*dvar)*xc  # (n, d) through var = Σ_d(xc**2)/d, xhat = rstd*xc
     dmean = -dxc.sum(1, keepdim=True)  # (n, 1) through xc = -mean + x
-    dx = dxc + (d**-1)*dmean  # (n, d) through mean = Σ_d(x)/d, xc = -mean + x
+    dx = dxc + (1/d)*dmean  # (n, d) through mean = Σ_d(x)/d, xc = -mean + x
     dgain = (dy*xhat).sum(0)  # (d,) through y = bias + gain*xhat
     dbias = dy.sum(0)  # (d,) through y = bias + gain*xhat
     return {

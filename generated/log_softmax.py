@@ -33,9 +33,9 @@ def forward(x, chunked=True):
     n = x.shape[0]
     c = x.shape[1]
     m = x.amax(1, keepdim=True)  # (n, 1) m = max_c(x)
-    counts = torch.exp(-m + x)  # (n, c) counts = exp(-m + x)
+    counts = torch.exp(x - m)  # (n, c) counts = exp(-m + x)
     sumexp = counts.sum(1, keepdim=True)  # (n, 1) sumexp = Σ_c(counts)
-    y = -m + x - torch.log(sumexp)  # (n, c) y = -m + x - log(sumexp)
+    y = x - m - torch.log(sumexp)  # (n, c) y = -m + x - log(sumexp)
     if not chunked:
         return y, {"counts": counts, "sumexp": sumexp}
     _ctx = {
@@ -57,7 +57,7 @@ def backward(_ctx, dy, needs=None):
     their place in the result is ``None``."""
     counts = _ctx["counts"]
     sumexp = _ctx["sumexp"]
-    dx = -(dy.sum(1, keepdim=True)/sumexp)*counts + dy  # (n, c) fused: dy -> dx
+    dx = dy - dy.sum(1, keepdim=True)/sumexp*counts  # (n, c) fused: dy -> dx
     return dx,
 
 

@@ -33,7 +33,7 @@ def forward(x, chunked=True):
     n = x.shape[0]
     c = x.shape[1]
     m = x.amax(1, keepdim=True)  # (n, 1) m = max_c(x)
-    counts = torch.exp(-m + x)  # (n, c) counts = exp(-m + x)
+    counts = torch.exp(x - m)  # (n, c) counts = exp(-m + x)
     sumexp = counts.sum(1, keepdim=True)  # (n, 1) sumexp = Σ_c(counts)
     y = m + torch.log(sumexp)  # (n, 1) y = m + log(sumexp)
     if not chunked:
@@ -57,7 +57,7 @@ def backward(_ctx, dy, needs=None):
     their place in the result is ``None``."""
     counts = _ctx["counts"]
     sumexp = _ctx["sumexp"]
-    dx = (dy/sumexp)*counts  # (n, c) fused: dy -> dx
+    dx = dy/sumexp*counts  # (n, c) fused: dy -> dx
     return dx,
 
 

@@ -54,7 +54,7 @@ def backward(_ctx, dloss, needs=None):
         needs = (True,) * 2
     dpred = None
     dtarget = None
-    t0 = (2*dloss/(d*n))*diff  # (n, d)
+    t0 = ((2/(d*n))*dloss)*diff  # (n, d)
     if needs[0]:
         dpred = t0  # (n, d) fused: dloss -> dpred
     if needs[1]:
@@ -67,7 +67,7 @@ def backward_chunked(_ctx, dloss):
     n = _ctx["n"]
     d = _ctx["d"]
     diff = _ctx["diff"]
-    ddiff = (2*dloss/(d*n))*diff  # (n, d) through loss = Σ_n(Σ_d(diff**2))/(d*n)
+    ddiff = ((2/(d*n))*dloss)*diff  # (n, d) through loss = Σ_n(Σ_d(diff**2))/(d*n)
     dpred = ddiff  # (n, d) through diff = pred - target
     dtarget = -ddiff  # (n, d) through diff = pred - target
     return {

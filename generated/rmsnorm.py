@@ -28,12 +28,12 @@ def forward(x, gain, eps=EPS, chunked=True):
     ``chunked=False`` only what the fused ``backward`` reads (less memory)."""
     n = x.shape[0]
     d = x.shape[1]
-    ms = (d**-1)*(x**2).sum(1, keepdim=True)  # (n, 1) ms = Σ_d(x**2)/d
+    ms = (1/d)*(x**2).sum(1, keepdim=True)  # (n, 1) ms = Σ_d(x**2)/d
     rrms = torch.rsqrt(eps + ms)  # (n, 1) rrms = 1/sqrt(eps + ms)
     xhat = rrms*x  # (n, d) xhat = rrms*x
     y = gain*xhat  # (n, d) y = gain*xhat
     if not chunked:
-        return y, {"d": d, "x": x, "gain": gain, "rrms": rrms, "xhat": xhat}
+        return y, {"d": d, "gain": gain, "rrms": rrms, "xhat": xhat}
     _ctx = {
         "n": n,
         "d": d,
@@ -54,7 +54,6 @@ def backward(_ctx, dy, needs=None):
     ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
     their place in the result is ``None``."""
     d = _ctx["d"]
-    x = _ctx["x"]
     gain = _ctx["gain"]
     rrms = _ctx["rrms"]
     xhat = _ctx["xhat"]
@@ -62,11 +61,11 @@ def backward(_ctx, dy, needs=None):
         needs = (True,) * 2
     dx = None
     dgain = None
+    t0 = dy*xhat  # (n, d)
     if needs[0]:
-        t0 = gain*dy  # (n, d)
-        dx = (rrms/d)*(d*t0 - (rrms*(t0*x).sum(1, keepdim=True))*xhat)  # (n, d) fused: dy -> dx
+        dx = (rrms/d)*((d*gain)*dy - (gain*t0).sum(1, keepdim=True)*xhat)  # (n, d) fused: dy -> dx
     if needs[1]:
-        dgain = (dy*xhat).sum(0)  # (d,) fused: dy -> dgain
+        dgain = t0.sum(0)  # (d,) fused: dy -> dgain
     return dx, dgain
 
 
@@ -82,7 +81,7 @@ def backward_chunked(_ctx, dy):
     dxhat = gain*dy  # (n, d) through y = gain*xhat
     drrms = (dxhat*x).sum(1, keepdim=True)  # (n, 1) through xhat = rrms*x
     dms = -1/2*drrms/(eps + ms)**(1.5)  # (n, 1) through rrms = 1/sqrt(eps + ms)
-    dx = rrms*dxhat + (2*dms/d)*x  # (n, d) through ms = Σ_d(x**2)/d, xhat = rrms*x
+    dx = rrms*dxhat + ((2/d)*dms)*x  # (n, d) through ms = Σ_d(x**2)/d, xhat = rrms*x
     dgain = (dy*xhat).sum(0)  # (d,) through y = gain*xhat
     return {
         "dxhat": dxhat,

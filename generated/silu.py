@@ -47,7 +47,7 @@ def backward(_ctx, dy, needs=None):
     their place in the result is ``None``."""
     x = _ctx["x"]
     sig = _ctx["sig"]
-    dx = dy*sig*(-sig*x + x + 1)  # (n, d) fused: dy -> dx
+    dx = dy*sig*(x - sig*x + 1)  # (n, d) fused: dy -> dx
     return dx,
 
 

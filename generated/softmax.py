@@ -35,7 +35,7 @@ def forward(x, chunked=True):
     x_max = x.amax(1, keepdim=True)  # (n, 1) x_max = max_c(x)
     counts = torch.exp(x - x_max)  # (n, c) counts = exp(x - x_max)
     counts_sum = counts.sum(1, keepdim=True)  # (n, 1) counts_sum = Σ_c(counts)
-    probs = (1/counts_sum)*counts  # (n, c) probs = counts/counts_sum
+    probs = 1/counts_sum*counts  # (n, c) probs = counts/counts_sum
     if not chunked:
         return probs, {"probs": probs}
     _ctx = {
@@ -66,7 +66,7 @@ def backward_chunked(_ctx, dprobs):
     counts = _ctx["counts"]
     counts_sum = _ctx["counts_sum"]
     dcounts_sum = -(counts*dprobs).sum(1, keepdim=True)/counts_sum**2  # (n, 1) through probs = counts/counts_sum
-    dcounts = dcounts_sum + (1/counts_sum)*dprobs  # (n, c) through counts_sum = Σ_c(counts), probs = counts/counts_sum
+    dcounts = dcounts_sum + 1/counts_sum*dprobs  # (n, c) through counts_sum = Σ_c(counts), probs = counts/counts_sum
     dx_max = -(counts*dcounts).sum(1, keepdim=True)  # (n, 1) through counts = exp(x - x_max)
     dx = counts*dcounts + dx_max*_max_mask(x, 1)  # (n, c) through counts = exp(x - x_max), x_max = max_c(x)
     return {

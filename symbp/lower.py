@@ -146,23 +146,66 @@ class TorchCode(TorchPrinter):
             return f"{base}**({float(e.exp)!r})"
         raise LoweringError(f"unsupported power {e}")
 
+    def _print_Add(self, e, order=None):
+        """SymPy's terms, but a positive one first: ``dy - c*S`` rather than ``-c*S + dy``."""
+        terms = self._as_ordered_terms(e, order=order)
+        first = next((t for t in terms if not t.could_extract_minus_sign()), None)
+        if first is None or first is terms[0]:
+            return super()._print_Add(e, order=order)
+        rest = [t for t in terms if t is not first]
+        code = self._print(first)
+        for t in rest:
+            if t.could_extract_minus_sign():
+                code += " - " + self.parenthesize(-t, PRECEDENCE["Add"], strict=True)
+            else:
+                code += " + " + self.parenthesize(t, PRECEDENCE["Add"])
+        return code
+
     def _print_Mul(self, e):
-        """Multiply the small factors together first: ``(g*v/n)*big`` costs one big op."""
+        """Multiply the small factors together first: ``(g*v/n)*big`` costs one big op.
+
+        A 0/1 step factor (``relu``'s derivative) selects instead of multiplying:
+        ``torch.where(x > 0, rest, 0)``."""
         coeff, rest = e.as_coeff_Mul()
         factors = sp.Mul.make_args(rest)
-        ranks = {f: sum(1 for a in self.dims(f) if a != 1) for f in factors}
+        steps = [f for f in factors if isinstance(f, sp.Piecewise) and len(f.args) == 2
+                 and f.args[0].expr == 1 and f.args[1].expr == 0 and f.args[1].cond == sp.true]
+        if steps and len(factors) > 1:
+            step = steps[0]
+            others = coeff * sp.Mul(*[f for f in factors if f is not step])
+            if self.spec.axes_of(others) or any(s in self.env for s in others.free_symbols):
+                return f"torch.where({self._print(step.args[0].cond)}, {self._print(others)}, 0)"
+        # Python scalars (sizes, options, numbers) first, then the smaller tensors, then the largest
+        scalar = [f for f in factors if not any(self.spec.is_tensor(s) or s in self.env
+                                                for s in f.free_symbols)]
+        tensors = [f for f in factors if f not in scalar]
+        ranks = {f: sum(1 for a in self.dims(f) if a != 1) for f in tensors}
         top = max(ranks.values(), default=0)
-        small = [f for f in factors if ranks[f] < top]
-        if not small or top == 0:
+        small = [f for f in tensors if ranks[f] < top]
+        if not tensors or top == 0 or (not small and not scalar):
             return super()._print_Mul(e)
-        big = sp.Mul(*[f for f in factors if ranks[f] == top])
+        big = sp.Mul(*[f for f in tensors if ranks[f] == top])
         sign, coeff = ("-", -coeff) if coeff < 0 else ("", coeff)
-        scale = coeff * sp.Mul(*small)
-        scale_code = super()._print_Mul(scale) if isinstance(scale, sp.Mul) else self._print(scale)
-        if not (scale.is_Symbol or scale.is_Integer):
-            scale_code = f"({scale_code})"
-        big_code = self.parenthesize(big, PRECEDENCE["Mul"])
-        return f"{sign}{scale_code}*{big_code}"
+        parts = []
+        scale = coeff * sp.Mul(*scalar)
+        num, den = sp.fraction(scale)
+        if not scale.free_symbols:  # a number: Python folds it
+            num, den = (scale, 1) if scale.is_Integer else (sp.Float(float(scale)), 1)
+        elif num != 1:  # sizes and options: one Python expression, then one tensor op
+            num, den = scale, 1
+        if num != 1:
+            code = self._print(num)
+            parts.append(code if num.is_Symbol or num.is_Number else f"({code})")
+        if small:
+            inner = sp.Mul(*small)
+            code = super()._print_Mul(inner) if isinstance(inner, sp.Mul) else self._print(inner)
+            parts.append(code if inner.is_Symbol or not parts else f"({code})")
+        left = "*".join(parts) or "1"
+        if den != 1:
+            left += "/" + self.parenthesize(den, PRECEDENCE["Mul"])
+        if len(parts) > 1 or den != 1:
+            left = f"({left})"
+        return f"{sign}{left}*{self.parenthesize(big, PRECEDENCE['Mul'])}"
 
     # -- elementwise functions (symbp.functions says which derivative each takes at a kink) --
     def _print_sigmoid(self, e):
@@ -309,7 +352,8 @@ class TorchCode(TorchPrinter):
         (da, db), (ca, cb) = dims, codes
         if len(axes) > 1:
             lead = tuple(da[:len(axes)])
-            if set(lead) == set(axes) and tuple(db[:len(axes)]) == lead and len(da) == len(db) == len(axes) + 1:
+            shapes_fit = len(da) == len(db) == len(axes) + 1
+            if set(lead) == set(axes) and tuple(db[:len(axes)]) == lead and shapes_fit:
                 (dl, cl), (dr, cr) = ((da, ca), (db, cb)) if da[-1] == free[0] else ((db, cb), (da, ca))
                 return f"{cl}.reshape(-1, {cl}.shape[-1]).T @ {cr}.reshape(-1, {cr}.shape[-1])"
             return None
@@ -317,7 +361,8 @@ class TorchCode(TorchPrinter):
         if k not in da or k not in db:
             return None
         for (d1, c1), (d2, c2) in (((da, ca), (db, cb)), ((db, cb), (da, ca))):
-            if len(d1) > 2 and len(d2) == 2 and d1[-1] == k and list(d1[:-1]) + [x for x in d2 if x != k] == free:
+            out = list(d1[:-1]) + [x for x in d2 if x != k]
+            if len(d1) > 2 and len(d2) == 2 and d1[-1] == k and out == free:
                 return f"{c1} @ {c2}" if d2[0] == k else f"{c1} @ {c2}.T"
         if len(da) != len(db) or len(da) not in (2, 3):
             return None

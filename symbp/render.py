@@ -203,7 +203,7 @@ def _guard_by_needs(stmts, grads) -> None:
 
 
 def _size_position(args, axis):
-    """``(argument, dim)`` of the first argument that stores ``axis`` (class indices store their index dims)."""
+    """``(argument, dim)`` of the first argument that stores ``axis`` (class indices: their index dims)."""
     for t in args:
         dims = t.index_dims if t.role == "classes" else t.dims
         if axis in dims:

@@ -29,7 +29,7 @@ import sympy as sp
 
 from symbp.algebra import normalize
 from symbp.reverse import Chunked
-from symbp.spec import Reduction, Spec, SpecError, Sum
+from symbp.spec import Reduction, Spec, Sum
 
 
 @dataclass
@@ -140,7 +140,7 @@ def basis_rewrites(spec: Spec, invert: bool = True) -> dict:
     saved = set(spec.saved)
     inline = {t.symbol: t.expr for t in spec.bindings
               if t.name not in saved and not _has_reduction(t.expr)}
-    rw = Rules()
+    rw = Rules(spec)
     if invert:
         for name in spec.saved:
             t = spec.tensors[name]
@@ -165,8 +165,9 @@ def basis_rewrites(spec: Spec, invert: bool = True) -> dict:
 class Rules(dict):
     """Rewrite rules, plus reductions held as opaque symbols while the rules run (``thaw`` undoes it)."""
 
-    def __init__(self):
+    def __init__(self, spec=None):
         super().__init__()
+        self.spec = spec
         self.thaw: dict = {}
 
     def freeze(self, value, key):
@@ -232,6 +233,9 @@ def rewrite(expr, rules: dict):
     if not products:
         return expr
 
+    spec = getattr(rules, "spec", None)
+    bases = {b for key, _ in products for b in key.as_powers_dict()}
+
     def visit(e):
         if e.is_Atom:
             return e
@@ -239,9 +243,28 @@ def rewrite(expr, rules: dict):
         if isinstance(e, sp.Mul):
             for key, value in products:
                 e = _replace_factor(e, key, value)
+            if spec is not None and isinstance(e, sp.Mul):
+                e = _into_sums(spec, e, products, bases)
         return e
 
     return visit(expr)
+
+
+def _into_sums(spec, e, products, bases):
+    """``rrms*Σ_d(dy*x)`` -> ``Σ_d(dy*xhat)``: move factors that do not vary along a sum's axis
+    into it when that completes a product pattern there (``xhat = x*rrms``)."""
+    for s in [f for f in e.args if isinstance(f, Sum)]:
+        movable = [f for f in e.args if f is not s and (f.as_base_exp()[0] in bases)
+                   and s.axis not in spec.axes_of(f)]
+        if not movable:
+            continue
+        body = s.body * sp.Mul(*movable)
+        new = body
+        for key, value in products:
+            new = _replace_factor(new, key, value) if isinstance(new, sp.Mul) else new
+        if new != body:
+            return e / (s * sp.Mul(*movable)) * Sum(s.axis, new)
+    return e
 
 
 def _replace_factor(expr, key, value):
@@ -325,8 +348,11 @@ def tidy(spec: Spec, expr):
         cancelled = sp.cancel(sp.together(expanded))
         cands += [cancelled, sp.factor_terms(cancelled),
                   sp.factor_terms(sp.expand(cancelled, power_exp=False, power_base=False, log=False))]
+    for sym in sorted({s for s in expanded.free_symbols if spec.is_tensor(s)}, key=str):
+        collected = sp.collect(expanded, sym)
+        cands += [collected, sp.factor_terms(collected)]
     cands += [merge_sums(spec, c) for c in cands]
-    expr = min(cands, key=lambda e: cost(spec, e))
+    expr = min(cands, key=lambda e: (cost(spec, e), sp.count_ops(e)))
     outside, brackets = [], []
     for f in sp.Mul.make_args(expr):
         (brackets if isinstance(f, sp.Add) else outside).append(f)
@@ -343,17 +369,41 @@ def tidy(spec: Spec, expr):
 
 
 def cost(spec: Spec, expr) -> int:
-    """Operations, plus a heavy charge for each risky division."""
-    return sp.count_ops(expr) + 20 * _risky_divisions(spec, expr)
+    """Tensor operations the lowered code will run, plus a heavy charge for each risky division."""
+    return tensor_ops(spec, expr) + 20 * _risky_divisions(spec, expr)
+
+
+def tensor_ops(spec: Spec, expr) -> int:
+    """Roughly the torch calls ``expr`` lowers to: work on scalars (sizes, options) is free.
+
+    A sum of k terms is k - 1 additions (a negated term is a subtraction, not a negation
+    and an addition); a product of k tensor factors is k - 1 multiplications.
+    """
+    if not any(spec.is_tensor(s) or s.name.startswith("d") for s in expr.free_symbols):
+        return 0
+    if expr.is_Atom:
+        return 0
+    if isinstance(expr, sp.Add):
+        return len(expr.args) - 1 + sum(tensor_ops(spec, -a if a.could_extract_minus_sign() else a)
+                                        for a in expr.args)
+    if isinstance(expr, sp.Mul):
+        coeff, rest = expr.as_coeff_Mul()
+        factors = sp.Mul.make_args(rest)
+        tensors = [f for f in factors if tensor_ops(spec, f) or spec.axes_of(f) or f.is_Symbol]
+        scalar = len(factors) > len(tensors) or coeff not in (1, -1)
+        return max(len(tensors) - 1, 0) + int(scalar) + sum(tensor_ops(spec, f) for f in factors)
+    if isinstance(expr, sp.Pow) and expr.exp == -1:
+        return 1 + tensor_ops(spec, expr.base)
+    return 1 + sum(tensor_ops(spec, a) for a in expr.args if isinstance(a, sp.Expr))
 
 
 def _risky_divisions(spec: Spec, expr) -> int:
-    """Divisions by tensor-valued expressions other than a positive tensor symbol."""
+    """Divisions by tensor-valued expressions not known to be positive (``1 - p`` with ``p`` a sigmoid)."""
     count = 0
     for node in sp.preorder_traversal(expr):
         if isinstance(node, sp.Pow) and node.exp.is_negative:
             base = node.base
-            if any(spec.is_tensor(s) for s in base.free_symbols) and not (base.is_Symbol and base.is_positive):
+            if any(spec.is_tensor(s) for s in base.free_symbols) and not base.is_positive:
                 count += 1
     return count
 

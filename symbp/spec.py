@@ -84,7 +84,8 @@ def check_spec_name(name: str, what: str) -> str:
     if name.startswith("_"):
         raise SpecError(f"{what} {name!r}: names starting with '_' are reserved for generated code")
     if name in RESERVED:
-        raise SpecError(f"{what} {name!r} is reserved in generated code (reserved: {', '.join(sorted(RESERVED))})")
+        reserved = ", ".join(sorted(RESERVED))
+        raise SpecError(f"{what} {name!r} is reserved in generated code (reserved: {reserved})")
     return name
 
 

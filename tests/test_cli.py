@@ -102,7 +102,7 @@ def test_output_file_and_formats(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["derive", "nosuchlayer"], "known layers: batchnorm, cross_entropy"),
+    (["derive", "nosuchlayer"], "known layers: attention, batchnorm"),
     (["derive", "batchnorm", "--eps", "-1"], "positive"),
     (["derive", "batchnorm", "--eps", "0"], "positive"),
     (["derive", "batchnorm", "--eps", "abc"], "must be a number"),

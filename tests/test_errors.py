@@ -9,7 +9,8 @@ import pytest
 from conftest import REPO
 from symbp.cli import main
 
-SPEC_HEAD = '"""A user layer."""\nfrom sympy import tanh, exp\nfrom symbp.spec import Spec, Sum\nOPTIONS = {}\n\n\n'
+SPEC_HEAD = ('"""A user layer."""\nfrom sympy import tanh, exp\nfrom symbp.spec import Spec, Sum\n'
+             'OPTIONS = {}\n\n\n')
 
 
 def run_cli(args, capsys):
@@ -25,7 +26,8 @@ def write_spec(tmp_path, name, body):
 
 
 @pytest.mark.parametrize("body, expect", [
-    ("def build():\n    s = Spec('a', 'a')\n    return s.nothing_here\n", "a.py:9: build() raised AttributeError"),
+    ("def build():\n    s = Spec('a', 'a')\n    return s.nothing_here\n",
+     "a.py:9: build() raised AttributeError"),
     ("def build():\n    (n,) = Spec('a', 'a').axes('n')\n", "a.py:8: build() raised TypeError"),
     ("def build():\n    return undefined_name\n", "a.py:8: build() raised NameError"),
 ])

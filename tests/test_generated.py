@@ -12,7 +12,8 @@ from conftest import VARIANTS, assert_matches_autograd, rel_err
 from symbp.check import random_arguments
 from symbp.layers import load
 
-SIZE_RANGES = {"n": (2, 512), "c": (2, 100), "v": (2, 100), "b": (1, 6), "t": (1, 24), "s": (1, 24), "h": (1, 32)}
+SIZE_RANGES = {"n": (2, 512), "c": (2, 100), "v": (2, 100),
+               "b": (1, 6), "t": (1, 24), "s": (1, 24), "h": (1, 32)}
 # any other axis: features 1..300
 
 

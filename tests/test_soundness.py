@@ -62,7 +62,8 @@ def test_swish_is_finite_and_right_where_the_sigmoid_saturates(spec, dtype):
     x = torch.tensor([[40.0, -100.0, 0.5, 0.0], [-40.0, 100.0, -3.0, 1e-3]], dtype=dtype)
     beta = torch.tensor([[1.0, 1.0, 2.0, -1.5]], dtype=dtype)
     dout = torch.ones_like(x)
-    want, _ = reference(lambda x, b: x * torch.sigmoid(b * x), [x.double(), beta.double()], [0, 1], dout.double())
+    want, _ = reference(lambda x, b: x * torch.sigmoid(b * x), [x.double(), beta.double()], [0, 1],
+                        dout.double())
     fused, _ = gradients(spec, [x, beta], dout)
     tol = 1e-12 if dtype == f64 else 1e-5
     assert_close(fused["x"], want[0].to(dtype), tol)
