@@ -46,7 +46,7 @@ def backward(ctx, demb):
     v = ctx["v"]
     e = ctx["e"]
     X = ctx["X"]
-    dC = demb.new_zeros((v, e)).index_add_(0, X.reshape(-1), demb.reshape(-1, e))  # (v, e) fused: demb -> dC
+    dC = demb.new_zeros((v, e)).index_add_(0, X.reshape(-1), demb.reshape(-1, e))  # (v, e) (3) fused: demb -> dC
     return (dC,)
 
 
@@ -55,7 +55,7 @@ def backward_chunked(ctx, demb):
     v = ctx["v"]
     e = ctx["e"]
     X = ctx["X"]
-    dC = demb.new_zeros((v, e)).index_add_(0, X.reshape(-1), demb.reshape(-1, e))  # (v, e) through emb = Σ_v(C*X)
+    dC = demb.new_zeros((v, e)).index_add_(0, X.reshape(-1), demb.reshape(-1, e))  # (v, e) (2) through emb = Σ_v(C*X)
     return {
         "dC": dC,
     }

@@ -58,9 +58,9 @@ def backward(ctx, dy):
     rstd = ctx["rstd"]
     xhat = ctx["xhat"]
     t0 = gain*dy  # (n, d)
-    dx = (rstd/d)*((d*gain)*dy - ((t0*xhat).sum(1, keepdim=True))*xhat - t0.sum(1, keepdim=True))  # (n, d) fused: dy -> dx
-    dgain = (dy*xhat).sum(0)  # (d,) fused: dy -> dgain
-    dbias = dy.sum(0)  # (d,) fused: dy -> dbias
+    dx = (rstd/d)*((d*gain)*dy - ((t0*xhat).sum(1, keepdim=True))*xhat - t0.sum(1, keepdim=True))  # (n, d) (18) fused: dy -> dx
+    dgain = (dy*xhat).sum(0)  # (d,) (19) fused: dy -> dgain
+    dbias = dy.sum(0)  # (d,) (20) fused: dy -> dbias
     return (dx, dgain, dbias,)
 
 
@@ -73,14 +73,14 @@ def backward_chunked(ctx, dy):
     rstd = ctx["rstd"]
     xhat = ctx["xhat"]
     eps = ctx["eps"]
-    dxhat = gain*dy  # (n, d) through y = bias + gain*xhat
-    drstd = (dxhat*xc).sum(1, keepdim=True)  # (n, 1) through xhat = rstd*xc
-    dvar = -1/2*drstd/(eps + var)**(1.5)  # (n, 1) through rstd = 1/sqrt(eps + var)
-    dxc = rstd*dxhat + (2*dvar/d)*xc  # (n, d) through var = Σ_d(xc**2)/d, xhat = rstd*xc
-    dmean = -dxc.sum(1, keepdim=True)  # (n, 1) through xc = -mean + x
-    dx = dxc + (1/d)*dmean  # (n, d) through mean = Σ_d(x)/d, xc = -mean + x
-    dgain = (dy*xhat).sum(0)  # (d,) through y = bias + gain*xhat
-    dbias = dy.sum(0)  # (d,) through y = bias + gain*xhat
+    dxhat = gain*dy  # (n, d) (7) through y = bias + gain*xhat
+    drstd = (dxhat*xc).sum(1, keepdim=True)  # (n, 1) (8) through xhat = rstd*xc
+    dvar = -1/2*drstd/(eps + var)**(1.5)  # (n, 1) (9) through rstd = 1/sqrt(eps + var)
+    dxc = rstd*dxhat + (2*dvar/d)*xc  # (n, d) (10) through var = Σ_d(xc**2)/d, xhat = rstd*xc
+    dmean = -dxc.sum(1, keepdim=True)  # (n, 1) (11) through xc = -mean + x
+    dx = dxc + (1/d)*dmean  # (n, d) (12) through mean = Σ_d(x)/d, xc = -mean + x
+    dgain = (dy*xhat).sum(0)  # (d,) (13) through y = bias + gain*xhat
+    dbias = dy.sum(0)  # (d,) (14) through y = bias + gain*xhat
     return {
         "dxhat": dxhat,
         "drstd": drstd,

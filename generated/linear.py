@@ -45,9 +45,9 @@ def backward(ctx, dy):
     """The fused closed form: one gradient per differentiable input, in input order."""
     x = ctx["x"]
     W = ctx["W"]
-    dx = dy @ W.T  # (n, i) fused: dy -> dx
-    dW = x.T @ dy  # (i, o) fused: dy -> dW
-    db = dy.sum(0)  # (o,) fused: dy -> db
+    dx = dy @ W.T  # (n, i) (5) fused: dy -> dx
+    dW = x.T @ dy  # (i, o) (6) fused: dy -> dW
+    db = dy.sum(0)  # (o,) (7) fused: dy -> db
     return (dx, dW, db,)
 
 
@@ -55,9 +55,9 @@ def backward_chunked(ctx, dy):
     """The gradient of every intermediate and input, one binding at a time."""
     x = ctx["x"]
     W = ctx["W"]
-    dx = dy @ W.T  # (n, i) through y = b + Σ_i(W*x)
-    dW = x.T @ dy  # (i, o) through y = b + Σ_i(W*x)
-    db = dy.sum(0)  # (o,) through y = b + Σ_i(W*x)
+    dx = dy @ W.T  # (n, i) (2) through y = b + Σ_i(W*x)
+    dW = x.T @ dy  # (i, o) (3) through y = b + Σ_i(W*x)
+    db = dy.sum(0)  # (o,) (4) through y = b + Σ_i(W*x)
     return {
         "dx": dx,
         "dW": dW,

@@ -45,8 +45,8 @@ def backward(ctx, dloss):
     d = ctx["d"]
     diff = ctx["diff"]
     t0 = (2*dloss/(d*n))*diff  # (n, d)
-    dpred = t0  # (n, d) fused: dloss -> dpred
-    dtarget = -t0  # (n, d) fused: dloss -> dtarget
+    dpred = t0  # (n, d) (8) fused: dloss -> dpred
+    dtarget = -t0  # (n, d) (9) fused: dloss -> dtarget
     return (dpred, dtarget,)
 
 
@@ -55,9 +55,9 @@ def backward_chunked(ctx, dloss):
     n = ctx["n"]
     d = ctx["d"]
     diff = ctx["diff"]
-    ddiff = (2*dloss/(d*n))*diff  # (n, d) through loss = Σ_n(Σ_d(diff**2))/(d*n)
-    dpred = ddiff  # (n, d) through diff = pred - target
-    dtarget = -ddiff  # (n, d) through diff = pred - target
+    ddiff = (2*dloss/(d*n))*diff  # (n, d) (3) through loss = Σ_n(Σ_d(diff**2))/(d*n)
+    dpred = ddiff  # (n, d) (4) through diff = pred - target
+    dtarget = -ddiff  # (n, d) (5) through diff = pred - target
     return {
         "ddiff": ddiff,
         "dpred": dpred,

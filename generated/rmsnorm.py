@@ -52,8 +52,8 @@ def backward(ctx, dy):
     rrms = ctx["rrms"]
     xhat = ctx["xhat"]
     t0 = dy*xhat  # (n, d)
-    dx = (rrms/d)*((d*gain)*dy - ((gain*t0).sum(1, keepdim=True))*xhat)  # (n, d) fused: dy -> dx
-    dgain = t0.sum(0)  # (d,) fused: dy -> dgain
+    dx = (rrms/d)*((d*gain)*dy - ((gain*t0).sum(1, keepdim=True))*xhat)  # (n, d) (11) fused: dy -> dx
+    dgain = t0.sum(0)  # (d,) (12) fused: dy -> dgain
     return (dx, dgain,)
 
 
@@ -66,11 +66,11 @@ def backward_chunked(ctx, dy):
     rrms = ctx["rrms"]
     xhat = ctx["xhat"]
     eps = ctx["eps"]
-    dxhat = gain*dy  # (n, d) through y = gain*xhat
-    drrms = (dxhat*x).sum(1, keepdim=True)  # (n, 1) through xhat = rrms*x
-    dms = -1/2*drrms/(eps + ms)**(1.5)  # (n, 1) through rrms = 1/sqrt(eps + ms)
-    dx = rrms*dxhat + (2*dms/d)*x  # (n, d) through ms = Σ_d(x**2)/d, xhat = rrms*x
-    dgain = (dy*xhat).sum(0)  # (d,) through y = gain*xhat
+    dxhat = gain*dy  # (n, d) (5) through y = gain*xhat
+    drrms = (dxhat*x).sum(1, keepdim=True)  # (n, 1) (6) through xhat = rrms*x
+    dms = -1/2*drrms/(eps + ms)**(1.5)  # (n, 1) (7) through rrms = 1/sqrt(eps + ms)
+    dx = rrms*dxhat + (2*dms/d)*x  # (n, d) (8) through ms = Σ_d(x**2)/d, xhat = rrms*x
+    dgain = (dy*xhat).sum(0)  # (d,) (9) through y = gain*xhat
     return {
         "dxhat": dxhat,
         "drrms": drrms,

@@ -44,7 +44,7 @@ def forward(x, chunked=True):
 def backward(ctx, dprobs):
     """The fused closed form: one gradient per differentiable input, in input order."""
     probs = ctx["probs"]
-    dx = probs*(dprobs - (dprobs*probs).sum(1, keepdim=True))  # (n, c) fused: dprobs -> dx
+    dx = probs*(dprobs - (dprobs*probs).sum(1, keepdim=True))  # (n, c) (13) fused: dprobs -> dx
     return (dx,)
 
 
@@ -53,10 +53,10 @@ def backward_chunked(ctx, dprobs):
     x = ctx["x"]
     counts = ctx["counts"]
     counts_sum = ctx["counts_sum"]
-    dcounts_sum = -(counts*dprobs).sum(1, keepdim=True)/counts_sum**2  # (n, 1) through probs = counts/counts_sum
-    dcounts = dcounts_sum + (1/counts_sum)*dprobs  # (n, c) through counts_sum = Σ_c(counts), probs = counts/counts_sum
-    dx_max = -(counts*dcounts).sum(1, keepdim=True)  # (n, 1) through counts = exp(x - x_max)
-    dx = counts*dcounts + dx_max*torch.zeros_like(x).scatter_(1, x.max(1, keepdim=True).indices, 1)  # (n, c) through counts = exp(x - x_max), x_max = max_c(x)
+    dcounts_sum = -(counts*dprobs).sum(1, keepdim=True)/counts_sum**2  # (n, 1) (5) through probs = counts/counts_sum
+    dcounts = dcounts_sum + (1/counts_sum)*dprobs  # (n, c) (6) through counts_sum = Σ_c(counts), probs = counts/counts_sum
+    dx_max = -(counts*dcounts).sum(1, keepdim=True)  # (n, 1) (7) through counts = exp(x - x_max)
+    dx = counts*dcounts + dx_max*torch.zeros_like(x).scatter_(1, x.max(1, keepdim=True).indices, 1)  # (n, c) (8) through counts = exp(x - x_max), x_max = max_c(x)
     return {
         "dcounts_sum": dcounts_sum,
         "dcounts": dcounts,

@@ -135,22 +135,30 @@ def build(d) -> Lesson:
         names = " → ".join(f"`{p}`" for p in path)
         eq = Equation(next(counter), Label(spec.adjoint(target), "this path"), chain,
                       key="path:" + ">".join(path))
-        eq.notes = [f"The path {names} carries nothing to `{spec.adjoint(target)}`: {_zero_reason(chain)}"]
+        eq.notes = [f"The path {names} carries nothing to `{spec.adjoint(target)}`. {_zero_reason(chain)}"]
         vanishing.append((path, eq))
+    edge_num = {}
     for target, via in sorted(zero_edges, key=lambda k: stepnum.get(k[0], 0)):
         c = next(c for c in ch.contributions[target] if c.via == via)
-        full = inliner.full(c.expr)
         chain = [Step(c.expr, f"the term through `{via}` in ({stepnum[target]})")]
-        if full != c.expr:
-            chain.append(Step(full, f"inline the chunked steps down to `{spec.adjoint(out.name)}`"))
-        chain += _simplify_steps(spec, full, rewrites, {}, idnum, defnum)
+        whole = [k for k in edge_num if k[0] == via]
+        if whole and len(whole) == len(ch.contributions[via]):
+            chain.append(Step(sp.S.Zero, f"`{spec.adjoint(via)}` = 0 by ({edge_num[whole[0]]})"))
+            note = (f"Nothing reaches `{target}` through `{via}`, because the whole of "
+                    f"`{spec.adjoint(via)}` is zero.")
+        else:
+            full = inliner.full(c.expr)
+            if full != c.expr:
+                chain.append(Step(full, f"inline the chunked steps down to `{spec.adjoint(out.name)}`"))
+            chain += _simplify_steps(spec, full, rewrites, {}, idnum, defnum)
+            many = [p for p, _ in paths if len(p) > 1 and p[-1] == target and p[-2] == via]
+            cancel = len(many) > 1 and not any(p == z for z, _ in zero_paths for p in many)
+            note = (f"Everything that reaches `{target}` through `{via}` adds up to zero"
+                    + (f", although none of its {len(many)} paths is zero on its own: they cancel"
+                       if cancel else "") + ". " + _zero_reason(chain))
         eq = Equation(next(counter), Label(spec.adjoint(target), f"through {via}"), chain,
-                      key=f"edge:{target}<{via}")
-        many = [p for p, _ in paths if p[-1] == target and p[-2] == via]
-        eq.notes = [f"Everything that reaches `{target}` through `{via}` adds up to zero"
-                    + (f", although none of its {len(many)} paths is zero on its own: they cancel. "
-                       if len(many) > 1 and not any(p in [z for z, _ in zero_paths] for p in many)
-                       else ": ") + _zero_reason(chain)]
+                      key=f"edge:{target}<{via}", notes=[note])
+        edge_num[(target, via)] = eq.number
         vanishing.append(([via, target], eq))
 
     fused_chains, already = [], []
@@ -166,8 +174,8 @@ def build(d) -> Lesson:
         f"write everything in the saved tensors ({', '.join(f'`{s}`' for s in spec.saved)}) and "
         "gather the common factor. Every `=` is one of these rewrites."]
     if already:
-        fused_intro.append(("The chunked step of " + ", ".join(already) + (" is" if len(already) == 1
-                            else " are") + " already in closed form."))
+        fused_intro.append("The chunked step of " + ", ".join(already) + (" is" if len(already) == 1
+                            else " are") + " already in closed form.")
 
     results = []
     for name, expr in d.fused.gradients.items():
@@ -460,8 +468,8 @@ def _closed(spec, expr, rewrites, idmap):
 def _zero_reason(chain) -> str:
     used = [s.reason for s in chain if s.reason.startswith("by the identit")]
     if used:
-        return "it is zero " + used[0] + "."
-    return "its terms cancel."
+        return "It is zero " + used[0] + "."
+    return "Its terms cancel."
 
 
 # -- from chunked to fused ---------------------------------------------------------------------

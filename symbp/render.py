@@ -20,6 +20,7 @@ import jinja2
 from symbp.derivation import Derivation, derive
 from symbp.fileio import write_atomic
 from symbp.layers import builtin_names, load
+from symbp.report import equation_numbers, markdown
 from symbp.spec import SpecError, check_identifier
 
 # installed: symbp/templates; from a checkout: the repository's templates/
@@ -101,8 +102,10 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
     consumers = {}
     for name in ch.order:
         consumers[name] = sorted({c.via for c in ch.contributions[name]})
+    eqn = equation_numbers(d)  # each backward line cites the equation it implements
     chunk_rows = [(spec.adjoint(n).name, e, spec.tensors[n].dims,
-                   "through " + ", ".join(f"{v} = {spec.tensors[v].expr}" for v in consumers[n]))
+                   f"({eqn['chunked'][spec.adjoint(n).name]}) through "
+                   + ", ".join(f"{v} = {spec.tensors[v].expr}" for v in consumers[n]))
                   for n, e in ch.statements()]
     chunk_lines = [_line(s) for s in lower_statements(spec, chunk_rows, adj_env, cse=False)]
 
@@ -113,7 +116,7 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
         if e is None:
             raise ValueError(f"{t.name} gets no gradient")
         fused_rows.append((spec.adjoint(t.name).name, e, t.dims,
-                           f"fused: d{out.name} -> d{t.name}"))
+                           f"({eqn['fused'][spec.adjoint(t.name).name]}) fused: d{out.name} -> d{t.name}"))
     fused_stmts = lower_statements(spec, fused_rows, adj_env, cse=True)
     fused_lines = [_line(s) for s in fused_stmts]
 
@@ -272,7 +275,8 @@ def _render_variant(variant: Variant, spec_ref: str, env=None) -> dict:
     ctx = module_context(d, variant, spec_ref)
     module = env.get_template(MODULE_TEMPLATE).render(**ctx)
     md = env.get_template(MARKDOWN_TEMPLATE).render(
-        template=MARKDOWN_TEMPLATE, spec_ref=spec_ref, module=variant.module, body=d.markdown())
+        template=MARKDOWN_TEMPLATE, spec_ref=spec_ref, module=variant.module,
+        body=markdown(d, code=(variant.module, module)))
     return {f"{variant.module}.py": module, f"{variant.module}.md": md}
 
 

@@ -22,7 +22,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from symbp.explain import Label, Partial, Terms, shape_of
+from symbp.explain import Label, Partial, shape_of
 from symbp.spec import Reduction, Sum
 
 ROLE = {"input": "input", "param": "parameter"}
@@ -119,7 +119,8 @@ class TextPrinter(StrPrinter):
             elif coeff == 1:
                 body = self._print(rest)
             else:
-                body = f"{self.parenthesize(coeff, 50, strict=True)}*{self.parenthesize(rest, 50, strict=True)}"
+                body = (self.parenthesize(coeff, 50, strict=True) + "*"
+                        + self.parenthesize(rest, 50, strict=True))
             out.append(("- " if neg else ("+ " if i else "")) + body)
         return f"{self._print(pre)} * ({' '.join(out)})"
 
@@ -158,7 +159,8 @@ class TexPrinter(LatexPrinter):
 
     def _body(self, e):
         s = self._print(e)
-        if isinstance(e, sp.Add) or (isinstance(e, sp.Mul) and any(isinstance(a, Partial) for a in e.args)):
+        if isinstance(e, sp.Add) or e.could_extract_minus_sign() or (
+                isinstance(e, sp.Mul) and any(isinstance(a, Partial) for a in e.args)):
             s = r"\left(" + s + r"\right)"
         return s
 
@@ -205,7 +207,8 @@ class TexPrinter(LatexPrinter):
             elif coeff == 1:
                 body = self._print(rest)
             else:
-                body = self.parenthesize(coeff, 50, strict=True) + r" \cdot " + self.parenthesize(rest, 50, strict=True)
+                body = (self.parenthesize(coeff, 50, strict=True) + r" \cdot "
+                        + self.parenthesize(rest, 50, strict=True))
             out.append(("- " if neg else ("+ " if i else "")) + body)
         return self._print(pre) + r" \cdot \left(" + " ".join(out) + r"\right)"
 
@@ -245,7 +248,8 @@ def _tex_plain_math(p: str) -> str:
     return r"\text{%s}" % re.sub(r"[^A-Za-z0-9 ,.:;()=+\-/'<>]", "", p)
 
 
-_TEX_PROSE = {"Σ": r"$\Sigma$", "∂": r"$\partial$", "→": r"$\to$", "½": r"$\frac12$", "\\": r"\textbackslash{}",
+_TEX_PROSE = {"Σ": r"$\Sigma$", "∂": r"$\partial$", "→": r"$\to$", "½": r"$\frac12$",
+              "\\": r"\textbackslash{}",
               "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
               "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
