@@ -293,3 +293,51 @@ def test_latex_of_every_layer_compiles_with_pdflatex(ref, tmp_path):
         assert re.search(r"\(%d\)\\quad" % k, tex), k
     for name in d.chunked_gradients:
         assert r"\mathrm{%s}" % name.replace("_", r"\_") in tex
+
+
+def test_written_files_get_the_umask_not_0600(tmp_path):
+    import os
+
+    from symbp.fileio import write_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "a.md", "x")
+        assert (tmp_path / "a.md").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        write_atomic(tmp_path / "b.md", "x")
+        assert (tmp_path / "b.md").stat().st_mode & 0o777 == 0o600
+        os.chmod(tmp_path / "a.md", 0o664)  # rewriting keeps an existing file's mode
+        write_atomic(tmp_path / "a.md", "y")
+        assert (tmp_path / "a.md").stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(old)
+
+
+def test_line_progress_prints_a_line_every_few_seconds():
+    import io
+
+    from symbp.progress import LineProgress
+
+    now = [0.0]
+    out = io.StringIO()
+    bar = LineProgress(1000, every=5.0, stream=out, clock=lambda: now[0])
+    for _ in range(10):  # 10 steps, one second apart: lines at 5 s and 10 s
+        now[0] += 1.0
+        bar.update(1)
+        bar.set_postfix_str("loss 2.5000")
+    assert out.getvalue().splitlines() == ["step 5/1,000 (0.5%), loss 2.5000, 1 steps/s",
+                                           "step 10/1,000 (1.0%), loss 2.5000, 1 steps/s"]
+    bar.close()
+    assert len(out.getvalue().splitlines()) == 3
+
+
+def test_derive_layer_help_lists_its_options(capsys):
+    from symbp.cli import main
+
+    assert main(["derive", "batchnorm", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--variance {bessel,biased}" in out and "default bessel" in out
+    assert "--eps X" in out and "default 1e-05" in out
+    assert "--format {text,latex,markdown}" in out
+    assert main(["derive", "nosuchlayer", "--help"]) == 2
