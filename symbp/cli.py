@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "closed form. Layer options follow the layer: --eps 1e-3.")
     _derive_arguments(d)
     g = sub.add_parser("generate", help="write the generated modules and derivations",
-                       description="Render templates/*.j2 into generated/ (or OUTDIR). With --check, "
+                       description="Render symbp/templates/*.j2 into generated/ (or OUTDIR). With --check, "
                                    "write nothing and exit 1 with a diff if anything is stale.")
     g.add_argument("layers", nargs="*", help="layer names or spec files (default: every built-in layer)")
     g.add_argument("-o", "--outdir", help="output folder (default: the generated/ package)")

@@ -23,7 +23,7 @@ from symbp.layers import builtin_names, load
 from symbp.report import equation_numbers, markdown
 from symbp.spec import SpecError, check_identifier
 
-# installed: symbp/templates; from a checkout: the repository's templates/
+# symbp/templates (the fallback is a checkout from before they moved there)
 TEMPLATES = next((p for p in (Path(__file__).resolve().parent / "templates",
                               Path(__file__).resolve().parent.parent / "templates") if p.is_dir()),
                  Path(__file__).resolve().parent / "templates")
