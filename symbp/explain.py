@@ -359,26 +359,39 @@ def _top_reductions(expr):
     return found
 
 
+def contracted(spec, red, t) -> bool:
+    """``red`` sums ``t`` times another tensor along an axis they share (a matrix product)."""
+    return isinstance(red, Sum) and any(
+        spec.is_tensor(s) and s != t.symbol and red.axis in spec.tensor_of(s).axes
+        for s in red.body.free_symbols)
+
+
 def _step_note(spec, t, y, missing, defnum) -> str:
     k = defnum[y.name]
     words = [f"Through `{y.name}` ({k}):"]
     reds = [r for r in sp.preorder_traversal(y.expr) if isinstance(r, Reduction)
             and not isinstance(r, ArgmaxMask) and t.symbol in r.body.free_symbols]
-    direct = t.symbol in y.expr.free_symbols and not reds
-    if missing:
-        axes = ", ".join(f"`{a}`" for a in missing)
-        if direct or all(r.axis not in missing for r in reds):
-            words.append(f"`{t.name}` has shape {shape_of(t.dims)} but `{y.name}` {shape_of(y.dims)} "
-                         f"reuses it along {axes}; broadcast in the forward is a sum in the backward, "
-                         f"so the terms are summed over {axes}.")
-        else:
-            words.append(f"`{t.name}` meets another tensor along {axes} and that axis is not in "
-                         f"`{t.name}`, so the terms are summed over {axes} (a contraction).")
+    contractions = [r for r in reds if contracted(spec, r, t)]
+    axes = ", ".join(f"`{a}`" for a in missing)
+    if contractions:
+        r = contractions[0]
+        others = sorted({spec.tensor_of(s).name for s in r.body.free_symbols
+                         if spec.is_tensor(s) and s != t.symbol})
+        words.append(f"`{y.name}` multiplies `{t.name}` with {', '.join(f'`{o}`' for o in others)} and "
+                     f"sums along `{r.axis}` (a contraction, like a matrix product), so the local partial "
+                     f"of an element of `{t.name}` is the matching element of "
+                     f"{', '.join(f'`{o}`' for o in others)}"
+                     + (f"; each element of `{t.name}` is used for every index of {axes}, so its "
+                        f"gradient sums the terms over {axes}." if missing else "."))
+    elif missing:
+        words.append(f"`{t.name}` has shape {shape_of(t.dims)} but `{y.name}` {shape_of(y.dims)} "
+                     f"reuses it along {axes}; broadcast in the forward is a sum in the backward, "
+                     f"so the terms are summed over {axes}.")
     for r in reds:
         if isinstance(r, Max):
             words.append(f"`{y.name}` takes the max of `{t.name}` along `{r.axis}`; only the "
                          "arg-max element receives the gradient, the others get 0.")
-        elif r.axis in t.axes and r.axis not in missing:
+        elif r not in contractions and r.axis in t.axes and r.axis not in missing:
             words.append(f"`{y.name}` sums along `{r.axis}`; a sum in the forward is a broadcast in "
                          f"the backward: every element along `{r.axis}` gets the same gradient.")
     if len(words) == 1:

@@ -22,7 +22,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from symbp.explain import Label, Partial, shape_of
+from symbp.explain import Label, Partial, contracted, shape_of
 from symbp.spec import Reduction, Sum
 
 ROLE = {"input": "input", "param": "parameter"}
@@ -345,6 +345,8 @@ def _edge_note(d, src, dst) -> str:
     for r in reds:
         if r.__class__.__name__ == "Max":
             notes.append(f"max along {r.axis}: to the arg-max only")
+        elif contracted(spec, r, s):
+            notes.append(f"contracted along {r.axis}")
         elif r.axis in s.axes:
             notes.append(f"sum along {r.axis}: broadcast back")
     return "; ".join(notes)
