@@ -341,3 +341,42 @@ def test_derive_layer_help_lists_its_options(capsys):
     assert "--eps X" in out and "default 1e-05" in out
     assert "--format {text,latex,markdown}" in out
     assert main(["derive", "nosuchlayer", "--help"]) == 2
+
+
+def _node_renderers():
+    """``node`` with the npm packages katex and mathjax-full (found through NODE_PATH), or a skip."""
+    import os
+
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed; the pure-Python allow-list check above still runs")
+    r = subprocess.run(["node", "-e", "require('katex'); require('mathjax-full/js/mathjax.js')"],
+                       capture_output=True, text=True, env=dict(os.environ))
+    if r.returncode != 0:
+        pytest.skip("npm packages katex and mathjax-full not found (npm install katex mathjax-full, "
+                    "then set NODE_PATH to that node_modules); the allow-list check above still runs")
+
+
+def _render_with_node(blocks):
+    import json
+    import os
+    from pathlib import Path
+
+    script = Path(__file__).parent / "js" / "render_math.js"
+    r = subprocess.run(["node", str(script)], input=json.dumps(blocks), capture_output=True, text=True,
+                       env=dict(os.environ))
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout)
+
+
+def test_every_layers_math_renders_in_katex_and_mathjax():
+    _node_renderers()
+    blocks = []
+    for ref in ALL:
+        d = _derive(ref)
+        blocks += _math_blocks(d.markdown(), "github") + _math_blocks(d._repr_markdown_(), "jupyter")
+        blocks += [d._repr_latex_()[2:-2], d.fused_gradients._repr_latex_()[2:-2],
+                   d.chunked_gradients._repr_latex_()[2:-2]]
+    assert _render_with_node(blocks) == []
+    # and the renderers do catch what the issue found
+    problems = _render_with_node([r"\text{the part through norm\_logits}", r"\frac{a}{"])
+    assert any("literal backslash" in p for p in problems) and any("KaTeX" in p for p in problems)
