@@ -159,8 +159,7 @@ class TexPrinter(LatexPrinter):
 
     def _body(self, e):
         s = self._print(e)
-        if isinstance(e, sp.Add) or e.could_extract_minus_sign() or (
-                isinstance(e, sp.Mul) and any(isinstance(a, Partial) for a in e.args)):
+        if isinstance(e, (sp.Add, sp.Mul)) or e.could_extract_minus_sign():
             s = r"\left(" + s + r"\right)"
         return s
 
@@ -502,7 +501,7 @@ def _md_title(eq, kind) -> str:
 
 def _cite(mod, where, fn, name) -> str:
     line, src = where[(fn, name)]
-    return f"`{fn}()` in `{mod}.py`, line {line}: `{src}`"
+    return f"`{fn}()` in [`{mod}.py`, line {line}]({mod}.py#L{line}): `{src}`"
 
 
 def code_lines(source: str) -> dict:

@@ -200,7 +200,14 @@ def test_generated_lines_cite_their_equations():
     nums = symbp.derive("batchnorm").lesson.numbers("backward")
     assert "dbnvar = " in src and f"# (1, d) ({nums['dbnvar']}) through bnvar_inv" in src
     md = open(batchnorm.__file__[:-3] + ".md").read()
-    assert "`backward_chunked()` in `batchnorm.py`, line" in md
+    cites = re.findall(r"`(backward(?:_chunked)?)\(\)` in \[`batchnorm.py`, line (\d+)\]"
+                       r"\(batchnorm.py#L\d+\): `(\w+) = ", md)
+    assert len(cites) == len(nums) + 3  # every chunked step and every fused result
+    lines = src.splitlines()
+    for fn, line, name in cites:  # the cited line is that assignment, inside that function
+        assert lines[int(line) - 1].startswith(f"    {name} = "), (fn, line, name)
+        above = [ln for ln in lines[:int(line)] if ln.startswith("def ")]
+        assert above[-1].startswith(f"def {fn}("), (fn, line)
 
 
 # -- math that renders under pdflatex, MathJax and KaTeX -----------------------------------------
