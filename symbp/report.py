@@ -354,25 +354,42 @@ def _edge_note(d, src, dst) -> str:
 # -- LaTeX -------------------------------------------------------------------------------------
 
 
-def _tex_rows(p, eq, kind, numbered=True) -> list:
-    """Rows of one aligned chain: ``(k)\\quad lhs &= rhs && reason``."""
+def _tex_rows(p, eq, kind, document=False) -> list:
+    """Rows of one aligned chain: ``(k)\\quad lhs &= rhs && reason``.
+
+    In the LaTeX document the number is a ``\\tag`` at the margin, and the reason of a long
+    line goes on a row of its own below it, so that nothing runs off the page.
+    """
     rows = []
-    lhs = (r"(%d)\quad " % eq.number if numbered else "") + p.doprint(eq.lhs)
+    lhs = p.doprint(eq.lhs) if document else r"(%d)\quad " % eq.number + p.doprint(eq.lhs)
     for part, value in eq.partials:
         rows.append(r"%s &= %s && \text{local partial}" % (p.doprint(part), p.doprint(value)))
+    printed = [[p.grouped(step.expr)] if (kind == "result" and i == len(eq.chain) - 1) else p.lines(step.expr)
+               for i, step in enumerate(eq.chain)]
+    # the reasons' column sits right of the widest line: below each line when any is wide
+    long = document and any(_visible_width(x) > 55 for pieces in printed for x in pieces)
     for i, step in enumerate(eq.chain):
-        last = i == len(eq.chain) - 1
-        pieces = [p.grouped(step.expr)] if (kind == "result" and last) else p.lines(step.expr)
+        pieces = printed[i]
         tail = ""
         if step.reason and len(eq.chain) > 1:
-            tail = r" && " + _tex_reason(step.reason)
+            tail = _tex_reason(step.reason)
         elif eq.shape and kind in ("forward", "result"):
-            tail = r" && " + (r"\text{scalar}" if eq.shape == "()" else r"\text{%s}" % eq.shape)
+            tail = r"\text{scalar}" if eq.shape == "()" else r"\text{%s}" % eq.shape
         for j, piece in enumerate(pieces):
             left = lhs if (i == 0 and j == 0) else ""
             op = "&= " if j == 0 else r"&\qquad "
-            rows.append(left + " " + op + piece + (tail if j == len(pieces) - 1 else ""))
+            end = tail and j == len(pieces) - 1 and not long
+            tag = r" \tag{%d}" % eq.number if document and i == 0 and j == 0 else ""
+            rows.append(left + " " + op + piece + (r" && " + tail if end else "") + tag)
+        if long and tail:
+            words = _tex_prose(step.reason) if step.reason and len(eq.chain) > 1 else eq.shape
+            rows.append(r"&\qquad \parbox[t]{0.7\linewidth}{\small [%s]}" % words)
     return rows
+
+
+def _visible_width(tex: str) -> int:
+    """A rough count of the characters a TeX line shows (macro names and braces do not show)."""
+    return len(re.sub(r"\\[A-Za-z]+|[{}^_ ]|\\.", "", tex))
 
 
 def latex_document(d) -> str:
@@ -395,12 +412,13 @@ def latex_document(d) -> str:
             continue
         out += [r"\subsection*{%s}" % _tex_prose(sec.title)] + [_tex_prose(w) + "\n" for w in sec.intro]
         if sec.key == "forward" or sec.key == "result":
-            rows = [r for eq in sec.equations for r in _tex_rows(p, eq, sec.key)]
+            rows = [r for eq in sec.equations for r in _tex_rows(p, eq, sec.key, document=True)]
             out += [r"\begin{align*}", " \\\\\n".join(rows), r"\end{align*}"]
             continue
         for eq in sec.equations:
             out += [_tex_prose(n) + "\n" for n in eq.notes]
-            out += [r"\begin{align*}", " \\\\\n".join(_tex_rows(p, eq, sec.key)), r"\end{align*}"]
+            out += [r"\begin{align*}", " \\\\\n".join(_tex_rows(p, eq, sec.key, document=True)),
+                    r"\end{align*}"]
     out.append(r"\end{document}")
     return "\n".join(out) + "\n"
 
