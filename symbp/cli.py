@@ -51,7 +51,8 @@ def _derive_arguments(d, layer=True) -> None:
         d.add_argument("layer", help="a built-in layer name or a spec file path; `symbp derive LAYER --help` "
                                      "lists that layer's own options")
     d.add_argument("--format", default="text", metavar="{" + ",".join(FORMATS) + "}",
-                   help="text (terminal), latex (a pdflatex document) or markdown (default text)")
+                   help="text (terminal), latex (a pdflatex document), markdown, or svg (a picture of the "
+                        "layer's graph) (default text)")
     d.add_argument("-o", "--output", help="write to FILE instead of standard output")
 
 
@@ -115,12 +116,12 @@ def cmd_list(args, extra) -> int:
     return 0
 
 
-FORMATS = {"text": "text", "latex": "latex", "markdown": "markdown"}
+FORMATS = {"text": "text", "latex": "latex", "markdown": "markdown", "svg": "svg"}
 
 
 def cmd_derive(args, extra) -> int:
     if args.format not in FORMATS:
-        raise UsageError(f"unknown format {args.format!r}; choose text, latex or markdown")
+        raise UsageError(f"unknown format {args.format!r}; choose {', '.join(FORMATS)}")
     from symbp.derivation import derive
 
     d = derive(args.layer, **_layer_options(extra))

@@ -57,6 +57,10 @@ class Derivation:
         """Markdown with ```` ```math ```` fences (code hosts) or, with ``flavor='jupyter'``, ``$$``."""
         return report.markdown(self, flavor)
 
+    def svg(self) -> str:
+        """The layer's graph as an SVG picture, gradients flowing against the arrows."""
+        return report.svg(self)
+
     def _repr_latex_(self) -> str:
         return report.latex_math(self)
 

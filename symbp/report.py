@@ -557,6 +557,69 @@ def mermaid(d) -> list:
     return out
 
 
+def svg(d) -> str:
+    """The graph of :func:`mermaid` as a standalone SVG picture (no system packages needed).
+
+    Tensors stand in columns by depth from the inputs; gradients flow against the arrows; a
+    dashed edge carries a gradient of exactly zero; a thick border marks a gradient that is a
+    sum over several paths.
+    """
+    from xml.sax.saxutils import escape
+
+    spec, lesson = d.spec, d.lesson
+    depth = {}
+    for t in spec.bindings:  # longest path from the arguments
+        srcs = [u for u, v in lesson.edges if v == t.name and spec.tensors[u].expr is not None]
+        depth[t.name] = 1 + max((depth[u] for u in srcs), default=0)
+    for t in spec.arguments:  # each argument sits just above its first consumer
+        uses = [depth[v] for u, v in lesson.edges if u == t.name]
+        depth[t.name] = min(uses, default=1) - 1
+    rows = {}
+    for t in spec.bindings + spec.arguments:  # the chain of bindings down the left
+        rows.setdefault(depth[t.name], []).append(t.name)
+    w, h, dx, dy = 170, 32, 210, 86
+    pos = {name: (30 + i * dx, 30 + k * dy) for k, names in rows.items() for i, name in enumerate(names)}
+    width = max(760, 260 + max(x for x, _ in pos.values()) + w)
+    height = 90 + max(y for _, y in pos.values()) + h
+    summed = {n for n in d.chunked.order if len(d.chunked.contributions[n]) > 1}
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="12">',
+           '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
+           'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
+           f'<rect width="{width}" height="{height}" fill="white"/>']
+    for src, dst in lesson.edges:
+        (x1, y1), (x2, y2) = pos[src], pos[dst]
+        x1, y1, x2, y2 = x1 + w / 2, y1 + h, x2 + w / 2, y2
+        note = _edge_note(d, src, dst)
+        zero = (src, dst) in lesson.zero_edges or note.startswith("data")
+        style = ' stroke-dasharray="5,4"' if zero else ""
+        colour = "#c0392b" if (src, dst) in lesson.zero_edges else "#555"
+        span = depth[dst] - depth[src]
+        bend = w / 2 + 30 * span if span > 1 else 0  # around the tensors in between
+        out.append(f'<path d="M{x1},{y1} C{x1 + bend},{y1 + dy / 2} {x2 + bend},{y2 - dy / 2} {x2},{y2}" '
+                   f'fill="none" stroke="{colour}"{style} marker-end="url(#arrow)"/>')
+        if note and not note.startswith("data"):
+            lx, ly = (x1 + x2) / 2 + 0.75 * bend + 6, (y1 + y2) / 2 + 4
+            out.append(f'<text x="{lx}" y="{ly}" font-size="10" fill="{colour}">{escape(note)}</text>')
+    for t in spec.tensors.values():
+        x, y = pos[t.name]
+        fill = {"input": "#e8f1fb", "param": "#eaf7ea", "classes": "#f4f4f4", "output": "#fdf2e3"}.get(
+            t.role, "#ffffff")
+        border = 3 if t.name in summed else 1
+        out.append(f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="8" fill="{fill}" stroke="#333" '
+                   f'stroke-width="{border}"/>')
+        dims = shape_of(t.index_dims if t.role == "classes" else t.dims)
+        out.append(f'<text x="{x + w / 2}" y="{y + h / 2 + 4}" text-anchor="middle">'
+                   f'{escape(t.name)} {escape(dims)}</text>')
+    legend = [f"{d.name}: gradients flow against the arrows.", "Dashed red: a gradient of exactly zero; "
+              "dashed grey: data (no gradient); thick border: a gradient summed over several paths."]
+    for i, line in enumerate(legend):
+        y = height - 34 + 16 * i
+        out.append(f'<text x="30" y="{y}" font-size="11" fill="#333">{escape(line)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
 def equation_numbers(d) -> dict:
     """``{'chunked': {'dname': k}, 'fused': {'dname': k}}``: the numbers the generated code cites."""
     lesson = d.lesson

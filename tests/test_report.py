@@ -387,3 +387,22 @@ def test_every_layers_math_renders_in_katex_and_mathjax():
     # and the renderers do catch what the issue found
     problems = _render_with_node([r"\text{the part through norm\_logits}", r"\frac{a}{"])
     assert any("literal backslash" in p for p in problems) and any("KaTeX" in p for p in problems)
+
+
+@pytest.mark.parametrize("ref", ALL)
+def test_svg_picture_of_every_layer(ref, tmp_path):
+    import xml.dom.minidom
+
+    from symbp.cli import main
+
+    d = _derive(ref)
+    doc = xml.dom.minidom.parseString(d.svg())
+    labels = [t.firstChild.data for t in doc.getElementsByTagName("text")]
+    for t in d.spec.tensors.values():  # one box per tensor, with its shape
+        assert any(lab.startswith(t.name + " (") for lab in labels), t.name
+    assert len(doc.getElementsByTagName("path")) == len(d.lesson.edges) + 1  # + the arrow head
+    red = [p for p in doc.getElementsByTagName("path") if p.getAttribute("stroke") == "#c0392b"]
+    assert len(red) == len(d.lesson.zero_edges) == (2 if ref in ("cross_entropy", "softmax") else 0)
+    out = tmp_path / "g.svg"
+    assert main(["derive", ref.split(":")[0], "--format", "svg", "-o", str(out)]) == 0
+    assert out.read_text().startswith("<svg")
