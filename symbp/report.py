@@ -599,7 +599,8 @@ def svg(d) -> str:
         out.append(f'<path d="M{x1},{y1} C{x1 + bend},{y1 + dy / 2} {x2 + bend},{y2 - dy / 2} {x2},{y2}" '
                    f'fill="none" stroke="{colour}"{style} marker-end="url(#arrow)"/>')
         if note and not note.startswith("data"):
-            lx, ly = (x1 + x2) / 2 + 0.75 * bend + 6, (y1 + y2) / 2 + 4
+            # near the source end, where edges into the same tensor have not met yet
+            lx, ly = x1 + max(0.25 * (x2 - x1), 0) + 0.5 * bend + 6, y1 + 0.35 * (y2 - y1) + 4
             out.append(f'<text x="{lx}" y="{ly}" font-size="10" fill="{colour}">{escape(note)}</text>')
     for t in spec.tensors.values():
         x, y = pos[t.name]
