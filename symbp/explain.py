@@ -174,8 +174,9 @@ def build(d) -> Lesson:
         f"write everything in the saved tensors ({', '.join(f'`{s}`' for s in spec.saved)}) and "
         "gather the common factor. Every `=` is one of these rewrites."]
     if already:
-        fused_intro.append("The chunked step of " + ", ".join(already) + (" is" if len(already) == 1
-                            else " are") + " already in closed form.")
+        one = len(already) == 1
+        fused_intro.append(("The chunked step of " if one else "The chunked steps of ") + ", ".join(already)
+                           + (" is" if one else " are") + " already in closed form.")
 
     results = []
     for name, expr in d.fused.gradients.items():
@@ -537,7 +538,7 @@ def _simplify_steps(spec, expr, rewrites, idmap, idnum, defnum) -> list:
             break
     final = tidy(spec, expr)
     if final != expr:
-        steps.append(Step(final, "gather the common factor"))
+        steps.append(Step(final, "gather the common factor (or expand, whichever takes fewer operations)"))
     return steps
 
 

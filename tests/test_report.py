@@ -346,7 +346,7 @@ def test_derive_layer_help_lists_its_options(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "--variance {bessel,biased}" in out and "default bessel" in out
     assert "--eps X" in out and "default 1e-05" in out
-    assert "--format {text,latex,markdown}" in out
+    assert "--format {text,latex,markdown,svg}" in out
     assert main(["derive", "nosuchlayer", "--help"]) == 2
 
 
