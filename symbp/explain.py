@@ -266,6 +266,9 @@ def _chain_rule_step(spec, ch, name, defnum) -> Equation:
     chain = [Step(_add(symbolic), "the chain rule" + (", one term per use" if len(contribs) > 1 else ""))]
     shown = _add(local)
     engine = ch.gradient(name)
+    if sp.expand(normalize(spec, sp.Add(*local)) - normalize(spec, engine)) != 0:
+        # a use this view cannot split into partials: show the engine's terms, never a wrong line
+        shown, partials[:] = _add([c.expr for c in contribs]), []
     chain.append(Step(shown, "the local partials of " + ", ".join(
         f"({defnum[c.via]})" for c in contribs)))
     if not isinstance(shown, Terms) and sp.srepr(shown) != sp.srepr(engine) or \
