@@ -199,8 +199,9 @@ def build(d) -> Lesson:
             "A path from the output to a tensor whose contribution simplifies to exactly zero: "
             "the fused form does not need it."], [e for _, e in vanishing]),
         Section("fused", "From the chunked steps to the fused closed form", fused_intro, fused_chains),
-        Section("result", "Result: the fused backward", [
-            "What the generated `backward()` computes, one line per input."], results),
+        Section("result", "Fused closed form: what the generated backward() computes", [
+            "One line per differentiable input, in a readable grouping; each is a line of the "
+            "generated `backward()`."], results),
     ]
     notation = _notation(spec)
     edges = []

@@ -277,7 +277,7 @@ def text(d) -> str:
     lines += ["", "Graph (gradients flow against the arrows)"]
     lines += ["  " + g for g in _text_graph(d)]
     for sec in lesson.sections:
-        if not sec.equations:
+        if not sec.equations and not (sec.key == "fused" and len(sec.intro) > 1):
             continue
         lines += ["", sec.title]
         lines += [f"  {_plain(w)}" for w in sec.intro]
@@ -408,7 +408,7 @@ def latex_document(d) -> str:
     out += [r"\item " + _tex_prose(g.replace("->", "→")) for g in _text_graph(d)]
     out.append(r"\end{itemize}")
     for sec in lesson.sections:
-        if not sec.equations:
+        if not sec.equations and not (sec.key == "fused" and len(sec.intro) > 1):
             continue
         out += [r"\subsection*{%s}" % _tex_prose(sec.title)] + [_tex_prose(w) + "\n" for w in sec.intro]
         if sec.key == "forward" or sec.key == "result":
@@ -485,7 +485,7 @@ def markdown(d, flavor: str = "github", code=None) -> str:
             "Edge labels say what happens to the gradient on the way back; a dotted edge carries "
             "a gradient of exactly zero.", "", "```mermaid"] + mermaid(d) + ["```"]
     for sec in lesson.sections:
-        if not sec.equations:
+        if not sec.equations and not (sec.key == "fused" and len(sec.intro) > 1):
             continue
         out += ["", f"## {sec.title}", ""] + [w + "\n" for w in sec.intro]
         if sec.key in ("forward", "result"):
