@@ -82,11 +82,11 @@ def backward(_ctx, dy, needs=None):
         t1 = h**(-0.5)  # ()
         t2 = probs*(t0 - (probs*t0).sum(2, keepdim=True))  # (b, t, s)
     if needs[0]:
-        dq = t1*(t2 @ k)  # (b, t, h) fused: dy -> dq
+        dq = t1*(t2 @ k)  # (b, t, h) (17) fused: dy -> dq
     if needs[1]:
-        dk = t1*(t2.mT @ q)  # (b, s, h) fused: dy -> dk
+        dk = t1*(t2.mT @ q)  # (b, s, h) (18) fused: dy -> dk
     if needs[2]:
-        dv = probs.mT @ dy  # (b, s, h) fused: dy -> dv
+        dv = probs.mT @ dy  # (b, s, h) (19) fused: dy -> dv
     return dq, dk, dv
 
 
@@ -99,13 +99,13 @@ def backward_chunked(_ctx, dy):
     att = _ctx["att"]
     counts = _ctx["counts"]
     probs = _ctx["probs"]
-    dprobs = dy @ v.mT  # (b, t, s) through y = Σ_s(probs*v)
-    dcounts = 1/counts.sum(2, keepdim=True)*dprobs - (counts*dprobs).sum(2, keepdim=True)/counts.sum(2, keepdim=True)**2  # (b, t, s) through probs = counts/Σ_s(counts)
-    dm = -(counts*dcounts).sum(2, keepdim=True)  # (b, t, 1) through counts = exp(att - m)
-    datt = counts*dcounts + dm*_max_mask(att, 2)  # (b, t, s) through counts = exp(att - m), m = max_s(att)
-    dq = (1/h**(0.5))*(datt @ k)  # (b, t, h) through att = bias + Σ_h(k*q)/sqrt(h)
-    dk = (1/h**(0.5))*(datt.mT @ q)  # (b, s, h) through att = bias + Σ_h(k*q)/sqrt(h)
-    dv = probs.mT @ dy  # (b, s, h) through y = Σ_s(probs*v)
+    dprobs = dy @ v.mT  # (b, t, s) (6) through y = Σ_s(probs*v)
+    dcounts = 1/counts.sum(2, keepdim=True)*dprobs - (counts*dprobs).sum(2, keepdim=True)/counts.sum(2, keepdim=True)**2  # (b, t, s) (7) through probs = counts/Σ_s(counts)
+    dm = -(counts*dcounts).sum(2, keepdim=True)  # (b, t, 1) (8) through counts = exp(att - m)
+    datt = counts*dcounts + dm*_max_mask(att, 2)  # (b, t, s) (9) through counts = exp(att - m), m = max_s(att)
+    dq = (1/h**(0.5))*(datt @ k)  # (b, t, h) (10) through att = bias + Σ_h(k*q)/sqrt(h)
+    dk = (1/h**(0.5))*(datt.mT @ q)  # (b, s, h) (11) through att = bias + Σ_h(k*q)/sqrt(h)
+    dv = probs.mT @ dy  # (b, s, h) (12) through y = Σ_s(probs*v)
     return {
         "dprobs": dprobs,
         "dcounts": dcounts,

@@ -75,11 +75,11 @@ def backward(_ctx, dhpreact, needs=None):
     if needs[0] or needs[2]:
         t1 = dhpreact.sum(0, keepdim=True)  # (1, d)
     if needs[0]:
-        dhprebn = (bngain*bnvar_inv/n)*(n*dhpreact - t0*bnraw - t1)  # (n, d) fused: dhpreact -> dhprebn
+        dhprebn = (bngain*bnvar_inv/n)*(n*dhpreact - t0*bnraw - t1)  # (n, d) (20) fused: dhpreact -> dhprebn
     if needs[1]:
-        dbngain = t0  # (1, d) fused: dhpreact -> dbngain
+        dbngain = t0  # (1, d) (21) fused: dhpreact -> dbngain
     if needs[2]:
-        dbnbias = t1  # (1, d) fused: dhpreact -> dbnbias
+        dbnbias = t1  # (1, d) (22) fused: dhpreact -> dbnbias
     return dhprebn, dbngain, dbnbias
 
 
@@ -93,15 +93,15 @@ def backward_chunked(_ctx, dhpreact):
     bnvar_inv = _ctx["bnvar_inv"]
     bnraw = _ctx["bnraw"]
     eps = _ctx["eps"]
-    dbnraw = bngain*dhpreact  # (n, d) through hpreact = bnbias + bngain*bnraw
-    dbnvar_inv = (bndiff*dbnraw).sum(0, keepdim=True)  # (1, d) through bnraw = bndiff*bnvar_inv
-    dbnvar = -1/2*dbnvar_inv/(bnvar + eps)**(1.5)  # (1, d) through bnvar_inv = 1/sqrt(bnvar + eps)
-    dbndiff2 = ((1/n)*dbnvar).expand(n, d)  # (n, d) through bnvar = Σ_n(bndiff2)/n
-    dbndiff = 2*bndiff*dbndiff2 + bnvar_inv*dbnraw  # (n, d) through bndiff2 = bndiff**2, bnraw = bndiff*bnvar_inv
-    dbnmeani = -dbndiff.sum(0, keepdim=True)  # (1, d) through bndiff = -bnmeani + hprebn
-    dhprebn = dbndiff + (1/n)*dbnmeani  # (n, d) through bndiff = -bnmeani + hprebn, bnmeani = Σ_n(hprebn)/n
-    dbngain = (bnraw*dhpreact).sum(0, keepdim=True)  # (1, d) through hpreact = bnbias + bngain*bnraw
-    dbnbias = dhpreact.sum(0, keepdim=True)  # (1, d) through hpreact = bnbias + bngain*bnraw
+    dbnraw = bngain*dhpreact  # (n, d) (8) through hpreact = bnbias + bngain*bnraw
+    dbnvar_inv = (bndiff*dbnraw).sum(0, keepdim=True)  # (1, d) (9) through bnraw = bndiff*bnvar_inv
+    dbnvar = -1/2*dbnvar_inv/(bnvar + eps)**(1.5)  # (1, d) (10) through bnvar_inv = 1/sqrt(bnvar + eps)
+    dbndiff2 = ((1/n)*dbnvar).expand(n, d)  # (n, d) (11) through bnvar = Σ_n(bndiff2)/n
+    dbndiff = 2*bndiff*dbndiff2 + bnvar_inv*dbnraw  # (n, d) (12) through bndiff2 = bndiff**2, bnraw = bndiff*bnvar_inv
+    dbnmeani = -dbndiff.sum(0, keepdim=True)  # (1, d) (13) through bndiff = -bnmeani + hprebn
+    dhprebn = dbndiff + (1/n)*dbnmeani  # (n, d) (14) through bndiff = -bnmeani + hprebn, bnmeani = Σ_n(hprebn)/n
+    dbngain = (bnraw*dhpreact).sum(0, keepdim=True)  # (1, d) (15) through hpreact = bnbias + bngain*bnraw
+    dbnbias = dhpreact.sum(0, keepdim=True)  # (1, d) (16) through hpreact = bnbias + bngain*bnraw
     return {
         "dbnraw": dbnraw,
         "dbnvar_inv": dbnvar_inv,

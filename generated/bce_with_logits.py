@@ -49,7 +49,7 @@ def backward(_ctx, dloss, needs=None):
     d = _ctx["d"]
     z = _ctx["z"]
     t = _ctx["t"]
-    dz = (dloss/(d*n))*(torch.sigmoid(z) - t)  # (n, d) fused: dloss -> dz
+    dz = (dloss/(d*n))*(torch.sigmoid(z) - t)  # (n, d) (3) fused: dloss -> dz
     return dz,
 
 
@@ -59,7 +59,7 @@ def backward_chunked(_ctx, dloss):
     d = _ctx["d"]
     z = _ctx["z"]
     t = _ctx["t"]
-    dz = (dloss/(d*n))*(torch.sigmoid(z) - t)  # (n, d) through loss = Σ_n(Σ_d(-t*z + softplus(z)))/(d*n)
+    dz = (dloss/(d*n))*(torch.sigmoid(z) - t)  # (n, d) (2) through loss = Σ_n(Σ_d(-t*z + softplus(z)))/(d*n)
     return {
         "dz": dz,
     }

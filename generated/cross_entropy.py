@@ -69,7 +69,7 @@ def backward(_ctx, dloss, needs=None):
     c = _ctx["c"]
     targets = _ctx["targets"]
     probs = _ctx["probs"]
-    dlogits = (dloss/n)*(probs - torch.nn.functional.one_hot(targets, c).to(dloss.dtype))  # (n, c) fused: dloss -> dlogits
+    dlogits = (dloss/n)*(probs - torch.nn.functional.one_hot(targets, c).to(dloss.dtype))  # (n, c) (21) fused: dloss -> dlogits
     return dlogits,
 
 
@@ -83,14 +83,14 @@ def backward_chunked(_ctx, dloss):
     counts_sum = _ctx["counts_sum"]
     counts_sum_inv = _ctx["counts_sum_inv"]
     probs = _ctx["probs"]
-    dlogprobs = -(dloss/n)*torch.nn.functional.one_hot(targets, c).to(dloss.dtype)  # (n, c) through loss = -Σ_n(Σ_c(logprobs*targets))/n
-    dprobs = dlogprobs/probs  # (n, c) through logprobs = log(probs)
-    dcounts_sum_inv = (counts*dprobs).sum(1, keepdim=True)  # (n, 1) through probs = counts*counts_sum_inv
-    dcounts_sum = -dcounts_sum_inv/counts_sum**2  # (n, 1) through counts_sum_inv = 1/counts_sum
-    dcounts = counts_sum_inv*dprobs + dcounts_sum  # (n, c) through counts_sum = Σ_c(counts), probs = counts*counts_sum_inv
-    dnorm_logits = counts*dcounts  # (n, c) through counts = exp(norm_logits)
-    dlogit_maxes = -dnorm_logits.sum(1, keepdim=True)  # (n, 1) through norm_logits = -logit_maxes + logits
-    dlogits = dlogit_maxes*_max_mask(logits, 1) + dnorm_logits  # (n, c) through logit_maxes = max_c(logits), norm_logits = -logit_maxes + logits
+    dlogprobs = -(dloss/n)*torch.nn.functional.one_hot(targets, c).to(dloss.dtype)  # (n, c) (9) through loss = -Σ_n(Σ_c(logprobs*targets))/n
+    dprobs = dlogprobs/probs  # (n, c) (10) through logprobs = log(probs)
+    dcounts_sum_inv = (counts*dprobs).sum(1, keepdim=True)  # (n, 1) (11) through probs = counts*counts_sum_inv
+    dcounts_sum = -dcounts_sum_inv/counts_sum**2  # (n, 1) (12) through counts_sum_inv = 1/counts_sum
+    dcounts = counts_sum_inv*dprobs + dcounts_sum  # (n, c) (13) through counts_sum = Σ_c(counts), probs = counts*counts_sum_inv
+    dnorm_logits = counts*dcounts  # (n, c) (14) through counts = exp(norm_logits)
+    dlogit_maxes = -dnorm_logits.sum(1, keepdim=True)  # (n, 1) (15) through norm_logits = -logit_maxes + logits
+    dlogits = dlogit_maxes*_max_mask(logits, 1) + dnorm_logits  # (n, c) (16) through logit_maxes = max_c(logits), norm_logits = -logit_maxes + logits
     return {
         "dlogprobs": dlogprobs,
         "dprobs": dprobs,

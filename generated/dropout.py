@@ -49,7 +49,7 @@ def backward(_ctx, dy, needs=None):
     their place in the result is ``None``."""
     mask = _ctx["mask"]
     p = _ctx["p"]
-    dx = (1/(1 - p))*(dy*mask)  # (n, d) fused: dy -> dx
+    dx = (1/(1 - p))*(dy*mask)  # (n, d) (3) fused: dy -> dx
     return dx,
 
 
@@ -57,7 +57,7 @@ def backward_chunked(_ctx, dy):
     """The gradient of every intermediate and input, one binding at a time."""
     mask = _ctx["mask"]
     p = _ctx["p"]
-    dx = (1/(1 - p))*(dy*mask)  # (n, d) through y = mask*x/(1 - p)
+    dx = (1/(1 - p))*(dy*mask)  # (n, d) (2) through y = mask*x/(1 - p)
     return {
         "dx": dx,
     }

@@ -52,7 +52,7 @@ def backward(_ctx, demb, needs=None):
     v = _ctx["v"]
     e = _ctx["e"]
     X = _ctx["X"]
-    dC = demb.new_zeros((v, e)).index_add_(0, X.reshape(-1), demb.reshape(-1, e))  # (v, e) fused: demb -> dC
+    dC = demb.new_zeros((v, e)).index_add_(0, X.reshape(-1), demb.reshape(-1, e))  # (v, e) (3) fused: demb -> dC
     return dC,
 
 
@@ -61,7 +61,7 @@ def backward_chunked(_ctx, demb):
     v = _ctx["v"]
     e = _ctx["e"]
     X = _ctx["X"]
-    dC = demb.new_zeros((v, e)).index_add_(0, X.reshape(-1), demb.reshape(-1, e))  # (v, e) through emb = Σ_v(C*X)
+    dC = demb.new_zeros((v, e)).index_add_(0, X.reshape(-1), demb.reshape(-1, e))  # (v, e) (2) through emb = Σ_v(C*X)
     return {
         "dC": dC,
     }

@@ -47,7 +47,7 @@ def backward(_ctx, dy, needs=None):
     their place in the result is ``None``."""
     x = _ctx["x"]
     cdf = _ctx["cdf"]
-    dx = dy*(cdf + 0.3989422804014327*(x*torch.exp(-1/2*x**2)))  # (n, d) fused: dy -> dx
+    dx = dy*(cdf + 0.3989422804014327*(x*torch.exp(-1/2*x**2)))  # (n, d) (6) fused: dy -> dx
     return dx,
 
 
@@ -55,8 +55,8 @@ def backward_chunked(_ctx, dy):
     """The gradient of every intermediate and input, one binding at a time."""
     x = _ctx["x"]
     cdf = _ctx["cdf"]
-    dcdf = dy*x  # (n, d) through y = cdf*x
-    dx = cdf*dy + 0.3989422804014327*(dcdf*torch.exp(-1/2*x**2))  # (n, d) through cdf = erf(sqrt(2)*x/2)/2 + 1/2, y = cdf*x
+    dcdf = dy*x  # (n, d) (3) through y = cdf*x
+    dx = cdf*dy + 0.3989422804014327*(dcdf*torch.exp(-1/2*x**2))  # (n, d) (4) through cdf = erf(sqrt(2)*x/2)/2 + 1/2, y = cdf*x
     return {
         "dcdf": dcdf,
         "dx": dx,

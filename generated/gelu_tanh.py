@@ -49,7 +49,7 @@ def backward(_ctx, dy, needs=None):
     their place in the result is ``None``."""
     x = _ctx["x"]
     th = _ctx["th"]
-    dx = 0.3989422804014327*(dy*x*(1 - th**2)*((26829/200000)*x**2 + 1)) + dy*((1/2)*th + 1/2)  # (n, d) fused: dy -> dx
+    dx = 0.3989422804014327*(dy*x*(1 - th**2)*((26829/200000)*x**2 + 1)) + dy*((1/2)*th + 1/2)  # (n, d) (8) fused: dy -> dx
     return dx,
 
 
@@ -57,9 +57,9 @@ def backward_chunked(_ctx, dy):
     """The gradient of every intermediate and input, one binding at a time."""
     x = _ctx["x"]
     th = _ctx["th"]
-    dth = (1/2)*dy*x  # (n, d) through y = x*(th + 1)/2
-    dinner = dth*(1 - th**2)  # (n, d) through th = tanh(inner)
-    dx = 0.7978845608028654*(dinner*((26829/200000)*x**2 + 1)) + dy*((1/2)*th + 1/2)  # (n, d) through inner = sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi), y = x*(th + 1)/2
+    dth = (1/2)*dy*x  # (n, d) (4) through y = x*(th + 1)/2
+    dinner = dth*(1 - th**2)  # (n, d) (5) through th = tanh(inner)
+    dx = 0.7978845608028654*(dinner*((26829/200000)*x**2 + 1)) + dy*((1/2)*th + 1/2)  # (n, d) (6) through inner = sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi), y = x*(th + 1)/2
     return {
         "dth": dth,
         "dinner": dinner,

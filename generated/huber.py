@@ -59,9 +59,9 @@ def backward(_ctx, dloss, needs=None):
     dtarget = None
     t0 = (dloss/(d*n))*torch.where((delta >= torch.abs(r)), r, delta*torch.sign(r))  # (n, d)
     if needs[0]:
-        dpred = t0  # (n, d) fused: dloss -> dpred
+        dpred = t0  # (n, d) (8) fused: dloss -> dpred
     if needs[1]:
-        dtarget = -t0  # (n, d) fused: dloss -> dtarget
+        dtarget = -t0  # (n, d) (9) fused: dloss -> dtarget
     return dpred, dtarget
 
 
@@ -71,9 +71,9 @@ def backward_chunked(_ctx, dloss):
     d = _ctx["d"]
     r = _ctx["r"]
     delta = _ctx["delta"]
-    dr = (dloss/(d*n))*torch.where((delta >= torch.abs(r)), r, delta*torch.sign(r))  # (n, d) through loss = Σ_n(Σ_d(Piecewise((r**2/2, delta >= Abs(r)), (delta*(-delta/2 + Abs(r)), True))))/(d*n)
-    dpred = dr  # (n, d) through r = pred - target
-    dtarget = -dr  # (n, d) through r = pred - target
+    dr = (dloss/(d*n))*torch.where((delta >= torch.abs(r)), r, delta*torch.sign(r))  # (n, d) (3) through loss = Σ_n(Σ_d(Piecewise((r**2/2, delta >= Abs(r)), (delta*(-delta/2 + Abs(r)), True))))/(d*n)
+    dpred = dr  # (n, d) (4) through r = pred - target
+    dtarget = -dr  # (n, d) (5) through r = pred - target
     return {
         "dr": dr,
         "dpred": dpred,

@@ -49,7 +49,7 @@ def backward(_ctx, dy, needs=None):
     their place in the result is ``None``."""
     rnorm = _ctx["rnorm"]
     y = _ctx["y"]
-    dx = rnorm*(dy - (dy*y).sum(1, keepdim=True)*y)  # (n, d) fused: dy -> dx
+    dx = rnorm*(dy - (dy*y).sum(1, keepdim=True)*y)  # (n, d) (6) fused: dy -> dx
     return dx,
 
 
@@ -58,8 +58,8 @@ def backward_chunked(_ctx, dy):
     x = _ctx["x"]
     rnorm = _ctx["rnorm"]
     eps = _ctx["eps"]
-    drnorm = (dy*x).sum(1, keepdim=True)  # (n, 1) through y = rnorm*x
-    dx = rnorm*dy - drnorm/(eps + (x**2).sum(1, keepdim=True))**(1.5)*x  # (n, d) through rnorm = 1/sqrt(eps + Σ_d(x**2)), y = rnorm*x
+    drnorm = (dy*x).sum(1, keepdim=True)  # (n, 1) (3) through y = rnorm*x
+    dx = rnorm*dy - drnorm/(eps + (x**2).sum(1, keepdim=True))**(1.5)*x  # (n, d) (4) through rnorm = 1/sqrt(eps + Σ_d(x**2)), y = rnorm*x
     return {
         "drnorm": drnorm,
         "dx": dx,

@@ -59,11 +59,11 @@ def backward(_ctx, dy, needs=None):
     dW = None
     db = None
     if needs[0]:
-        dx = dy @ W.T  # (n, t, i) fused: dy -> dx
+        dx = dy @ W.T  # (n, t, i) (5) fused: dy -> dx
     if needs[1]:
-        dW = x.reshape(-1, x.shape[-1]).T @ dy.reshape(-1, dy.shape[-1])  # (i, o) fused: dy -> dW
+        dW = x.reshape(-1, x.shape[-1]).T @ dy.reshape(-1, dy.shape[-1])  # (i, o) (6) fused: dy -> dW
     if needs[2]:
-        db = dy.sum((0, 1))  # (o,) fused: dy -> db
+        db = dy.sum((0, 1))  # (o,) (7) fused: dy -> db
     return dx, dW, db
 
 
@@ -71,9 +71,9 @@ def backward_chunked(_ctx, dy):
     """The gradient of every intermediate and input, one binding at a time."""
     x = _ctx["x"]
     W = _ctx["W"]
-    dx = dy @ W.T  # (n, t, i) through y = b + Σ_i(W*x)
-    dW = x.reshape(-1, x.shape[-1]).T @ dy.reshape(-1, dy.shape[-1])  # (i, o) through y = b + Σ_i(W*x)
-    db = dy.sum((0, 1))  # (o,) through y = b + Σ_i(W*x)
+    dx = dy @ W.T  # (n, t, i) (2) through y = b + Σ_i(W*x)
+    dW = x.reshape(-1, x.shape[-1]).T @ dy.reshape(-1, dy.shape[-1])  # (i, o) (3) through y = b + Σ_i(W*x)
+    db = dy.sum((0, 1))  # (o,) (4) through y = b + Σ_i(W*x)
     return {
         "dx": dx,
         "dW": dW,

@@ -57,7 +57,7 @@ def backward(_ctx, dy, needs=None):
     their place in the result is ``None``."""
     counts = _ctx["counts"]
     sumexp = _ctx["sumexp"]
-    dx = dy - dy.sum(1, keepdim=True)/sumexp*counts  # (n, c) fused: dy -> dx
+    dx = dy - dy.sum(1, keepdim=True)/sumexp*counts  # (n, c) (11) fused: dy -> dx
     return dx,
 
 
@@ -68,10 +68,10 @@ def backward_chunked(_ctx, dy):
     x = _ctx["x"]
     counts = _ctx["counts"]
     sumexp = _ctx["sumexp"]
-    dsumexp = -dy.sum(1, keepdim=True)/sumexp  # (n, 1) through y = -m + x - log(sumexp)
-    dcounts = dsumexp.expand(n, c)  # (n, c) through sumexp = Σ_c(counts)
-    dm = -dy.sum(1, keepdim=True) - (counts*dcounts).sum(1, keepdim=True)  # (n, 1) through counts = exp(-m + x), y = -m + x - log(sumexp)
-    dx = counts*dcounts + dm*_max_mask(x, 1) + dy  # (n, c) through counts = exp(-m + x), m = max_c(x), y = -m + x - log(sumexp)
+    dsumexp = -dy.sum(1, keepdim=True)/sumexp  # (n, 1) (5) through y = -m + x - log(sumexp)
+    dcounts = dsumexp.expand(n, c)  # (n, c) (6) through sumexp = Σ_c(counts)
+    dm = -dy.sum(1, keepdim=True) - (counts*dcounts).sum(1, keepdim=True)  # (n, 1) (7) through counts = exp(-m + x), y = -m + x - log(sumexp)
+    dx = counts*dcounts + dm*_max_mask(x, 1) + dy  # (n, c) (8) through counts = exp(-m + x), m = max_c(x), y = -m + x - log(sumexp)
     return {
         "dsumexp": dsumexp,
         "dcounts": dcounts,

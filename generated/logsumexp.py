@@ -57,7 +57,7 @@ def backward(_ctx, dy, needs=None):
     their place in the result is ``None``."""
     counts = _ctx["counts"]
     sumexp = _ctx["sumexp"]
-    dx = dy/sumexp*counts  # (n, c) fused: dy -> dx
+    dx = dy/sumexp*counts  # (n, c) (11) fused: dy -> dx
     return dx,
 
 
@@ -68,10 +68,10 @@ def backward_chunked(_ctx, dy):
     x = _ctx["x"]
     counts = _ctx["counts"]
     sumexp = _ctx["sumexp"]
-    dsumexp = dy/sumexp  # (n, 1) through y = m + log(sumexp)
-    dcounts = dsumexp.expand(n, c)  # (n, c) through sumexp = Σ_c(counts)
-    dm = dy - (counts*dcounts).sum(1, keepdim=True)  # (n, 1) through counts = exp(-m + x), y = m + log(sumexp)
-    dx = counts*dcounts + dm*_max_mask(x, 1)  # (n, c) through counts = exp(-m + x), m = max_c(x)
+    dsumexp = dy/sumexp  # (n, 1) (5) through y = m + log(sumexp)
+    dcounts = dsumexp.expand(n, c)  # (n, c) (6) through sumexp = Σ_c(counts)
+    dm = dy - (counts*dcounts).sum(1, keepdim=True)  # (n, 1) (7) through counts = exp(-m + x), y = m + log(sumexp)
+    dx = counts*dcounts + dm*_max_mask(x, 1)  # (n, c) (8) through counts = exp(-m + x), m = max_c(x)
     return {
         "dsumexp": dsumexp,
         "dcounts": dcounts,

@@ -56,9 +56,9 @@ def backward(_ctx, dloss, needs=None):
     dtarget = None
     t0 = ((2/(d*n))*dloss)*diff  # (n, d)
     if needs[0]:
-        dpred = t0  # (n, d) fused: dloss -> dpred
+        dpred = t0  # (n, d) (8) fused: dloss -> dpred
     if needs[1]:
-        dtarget = -t0  # (n, d) fused: dloss -> dtarget
+        dtarget = -t0  # (n, d) (9) fused: dloss -> dtarget
     return dpred, dtarget
 
 
@@ -67,9 +67,9 @@ def backward_chunked(_ctx, dloss):
     n = _ctx["n"]
     d = _ctx["d"]
     diff = _ctx["diff"]
-    ddiff = ((2/(d*n))*dloss)*diff  # (n, d) through loss = Σ_n(Σ_d(diff**2))/(d*n)
-    dpred = ddiff  # (n, d) through diff = pred - target
-    dtarget = -ddiff  # (n, d) through diff = pred - target
+    ddiff = ((2/(d*n))*dloss)*diff  # (n, d) (3) through loss = Σ_n(Σ_d(diff**2))/(d*n)
+    dpred = ddiff  # (n, d) (4) through diff = pred - target
+    dtarget = -ddiff  # (n, d) (5) through diff = pred - target
     return {
         "ddiff": ddiff,
         "dpred": dpred,

@@ -44,14 +44,14 @@ def backward(_ctx, dy, needs=None):
     ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
     their place in the result is ``None``."""
     x = _ctx["x"]
-    dx = torch.where((x > 0), dy, 0)  # (n, d) fused: dy -> dx
+    dx = torch.where((x > 0), dy, 0)  # (n, d) (3) fused: dy -> dx
     return dx,
 
 
 def backward_chunked(_ctx, dy):
     """The gradient of every intermediate and input, one binding at a time."""
     x = _ctx["x"]
-    dx = torch.where((x > 0), dy, 0)  # (n, d) through y = Piecewise((x, x > 0), (0, True))
+    dx = torch.where((x > 0), dy, 0)  # (n, d) (2) through y = Piecewise((x, x > 0), (0, True))
     return {
         "dx": dx,
     }

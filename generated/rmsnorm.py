@@ -63,9 +63,9 @@ def backward(_ctx, dy, needs=None):
     dgain = None
     t0 = dy*xhat  # (n, d)
     if needs[0]:
-        dx = (rrms/d)*((d*gain)*dy - (gain*t0).sum(1, keepdim=True)*xhat)  # (n, d) fused: dy -> dx
+        dx = (rrms/d)*((d*gain)*dy - (gain*t0).sum(1, keepdim=True)*xhat)  # (n, d) (11) fused: dy -> dx
     if needs[1]:
-        dgain = t0.sum(0)  # (d,) fused: dy -> dgain
+        dgain = t0.sum(0)  # (d,) (12) fused: dy -> dgain
     return dx, dgain
 
 
@@ -78,11 +78,11 @@ def backward_chunked(_ctx, dy):
     rrms = _ctx["rrms"]
     xhat = _ctx["xhat"]
     eps = _ctx["eps"]
-    dxhat = gain*dy  # (n, d) through y = gain*xhat
-    drrms = (dxhat*x).sum(1, keepdim=True)  # (n, 1) through xhat = rrms*x
-    dms = -1/2*drrms/(eps + ms)**(1.5)  # (n, 1) through rrms = 1/sqrt(eps + ms)
-    dx = rrms*dxhat + ((2/d)*dms)*x  # (n, d) through ms = Σ_d(x**2)/d, xhat = rrms*x
-    dgain = (dy*xhat).sum(0)  # (d,) through y = gain*xhat
+    dxhat = gain*dy  # (n, d) (5) through y = gain*xhat
+    drrms = (dxhat*x).sum(1, keepdim=True)  # (n, 1) (6) through xhat = rrms*x
+    dms = -1/2*drrms/(eps + ms)**(1.5)  # (n, 1) (7) through rrms = 1/sqrt(eps + ms)
+    dx = rrms*dxhat + ((2/d)*dms)*x  # (n, d) (8) through ms = Σ_d(x**2)/d, xhat = rrms*x
+    dgain = (dy*xhat).sum(0)  # (d,) (9) through y = gain*xhat
     return {
         "dxhat": dxhat,
         "drrms": drrms,

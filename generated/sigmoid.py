@@ -44,14 +44,14 @@ def backward(_ctx, dy, needs=None):
     ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
     their place in the result is ``None``."""
     y = _ctx["y"]
-    dx = dy*y*(1 - y)  # (n, d) fused: dy -> dx
+    dx = dy*y*(1 - y)  # (n, d) (3) fused: dy -> dx
     return dx,
 
 
 def backward_chunked(_ctx, dy):
     """The gradient of every intermediate and input, one binding at a time."""
     y = _ctx["y"]
-    dx = dy*y*(1 - y)  # (n, d) through y = sigmoid(x)
+    dx = dy*y*(1 - y)  # (n, d) (2) through y = sigmoid(x)
     return {
         "dx": dx,
     }

@@ -47,7 +47,7 @@ def backward(_ctx, dy, needs=None):
     their place in the result is ``None``."""
     x = _ctx["x"]
     sig = _ctx["sig"]
-    dx = dy*sig*(x - sig*x + 1)  # (n, d) fused: dy -> dx
+    dx = dy*sig*(x - sig*x + 1)  # (n, d) (6) fused: dy -> dx
     return dx,
 
 
@@ -55,8 +55,8 @@ def backward_chunked(_ctx, dy):
     """The gradient of every intermediate and input, one binding at a time."""
     x = _ctx["x"]
     sig = _ctx["sig"]
-    dsig = dy*x  # (n, d) through y = sig*x
-    dx = dsig*sig*(1 - sig) + dy*sig  # (n, d) through sig = sigmoid(x), y = sig*x
+    dsig = dy*x  # (n, d) (3) through y = sig*x
+    dx = dsig*sig*(1 - sig) + dy*sig  # (n, d) (4) through sig = sigmoid(x), y = sig*x
     return {
         "dsig": dsig,
         "dx": dx,

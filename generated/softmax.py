@@ -56,7 +56,7 @@ def backward(_ctx, dprobs, needs=None):
     ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
     their place in the result is ``None``."""
     probs = _ctx["probs"]
-    dx = probs*(dprobs - (dprobs*probs).sum(1, keepdim=True))  # (n, c) fused: dprobs -> dx
+    dx = probs*(dprobs - (dprobs*probs).sum(1, keepdim=True))  # (n, c) (13) fused: dprobs -> dx
     return dx,
 
 
@@ -65,10 +65,10 @@ def backward_chunked(_ctx, dprobs):
     x = _ctx["x"]
     counts = _ctx["counts"]
     counts_sum = _ctx["counts_sum"]
-    dcounts_sum = -(counts*dprobs).sum(1, keepdim=True)/counts_sum**2  # (n, 1) through probs = counts/counts_sum
-    dcounts = dcounts_sum + 1/counts_sum*dprobs  # (n, c) through counts_sum = Σ_c(counts), probs = counts/counts_sum
-    dx_max = -(counts*dcounts).sum(1, keepdim=True)  # (n, 1) through counts = exp(x - x_max)
-    dx = counts*dcounts + dx_max*_max_mask(x, 1)  # (n, c) through counts = exp(x - x_max), x_max = max_c(x)
+    dcounts_sum = -(counts*dprobs).sum(1, keepdim=True)/counts_sum**2  # (n, 1) (5) through probs = counts/counts_sum
+    dcounts = dcounts_sum + 1/counts_sum*dprobs  # (n, c) (6) through counts_sum = Σ_c(counts), probs = counts/counts_sum
+    dx_max = -(counts*dcounts).sum(1, keepdim=True)  # (n, 1) (7) through counts = exp(x - x_max)
+    dx = counts*dcounts + dx_max*_max_mask(x, 1)  # (n, c) (8) through counts = exp(x - x_max), x_max = max_c(x)
     return {
         "dcounts_sum": dcounts_sum,
         "dcounts": dcounts,

@@ -44,14 +44,14 @@ def backward(_ctx, dh, needs=None):
     ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
     their place in the result is ``None``."""
     h = _ctx["h"]
-    dx = dh*(1 - h**2)  # (n, d) fused: dh -> dx
+    dx = dh*(1 - h**2)  # (n, d) (3) fused: dh -> dx
     return dx,
 
 
 def backward_chunked(_ctx, dh):
     """The gradient of every intermediate and input, one binding at a time."""
     h = _ctx["h"]
-    dx = dh*(1 - h**2)  # (n, d) through h = tanh(x)
+    dx = dh*(1 - h**2)  # (n, d) (2) through h = tanh(x)
     return {
         "dx": dx,
     }

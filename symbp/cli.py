@@ -46,6 +46,37 @@ def _layer_options(extra: list) -> dict:
     return opts
 
 
+def _derive_arguments(d, layer=True) -> None:
+    if layer:
+        d.add_argument("layer", help="a built-in layer name or a spec file path; `symbp derive LAYER --help` "
+                                     "lists that layer's own options")
+    d.add_argument("--format", default="text", metavar="{" + ",".join(FORMATS) + "}",
+                   help="text (terminal), latex (a pdflatex document), markdown, or svg (a picture of the "
+                        "layer's graph) (default text)")
+    d.add_argument("-o", "--output", help="write to FILE instead of standard output")
+
+
+def layer_help(command: str, layer_ref: str) -> str:
+    """``symbp derive LAYER --help``: the command's options and the layer's own, with defaults."""
+    from symbp.layers import load
+
+    lay = load(layer_ref)
+    p = argparse.ArgumentParser(prog=f"symbp {command} {layer_ref}", add_help=False,
+                                description=f"{lay.name}: {lay.description}")
+    if command == "derive":
+        _derive_arguments(p, layer=False)
+    group = p.add_argument_group(f"options of {lay.name}" if lay.options else f"{lay.name} has no options")
+    for key, (default, kind, words) in lay.options.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(kind, tuple):
+            group.add_argument(flag, choices=kind, default=default,
+                               help=f"{words} (default {default}; a choice changes the formula)")
+        else:
+            group.add_argument(flag, type=float, default=default, metavar="X",
+                               help=f"{words} (default {default:g}; a runtime scalar, symbolic in the math)")
+    return p.format_help()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="symbp", description="Derive, simplify, typeset and generate backward passes.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -53,11 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("derive", help="print a layer's derivation",
                        description="Print the forward bindings, the chunked backward and the fused "
                                    "closed form. Layer options follow the layer: --eps 1e-3.")
-    d.add_argument("layer", help="a built-in layer name or a spec file path")
-    d.add_argument("--format", default="text", help="text, latex or markdown")
-    d.add_argument("-o", "--output", help="write to FILE instead of standard output")
+    _derive_arguments(d)
     g = sub.add_parser("generate", help="write the generated modules and derivations",
-                       description="Render templates/*.j2 into generated/ (or OUTDIR). With --check, "
+                       description="Render symbp/templates/*.j2 into generated/ (or OUTDIR). With --check, "
                                    "write nothing and exit 1 with a diff if anything is stale.")
     g.add_argument("layers", nargs="*", help="layer names or spec files (default: every built-in layer)")
     g.add_argument("-o", "--outdir", help="output folder (default: the generated/ package)")
@@ -87,12 +116,12 @@ def cmd_list(args, extra) -> int:
     return 0
 
 
-FORMATS = {"text": "text", "latex": "latex", "markdown": "markdown"}
+FORMATS = {"text": "text", "latex": "latex", "markdown": "markdown", "svg": "svg"}
 
 
 def cmd_derive(args, extra) -> int:
     if args.format not in FORMATS:
-        raise UsageError(f"unknown format {args.format!r}; choose text, latex or markdown")
+        raise UsageError(f"unknown format {args.format!r}; choose {', '.join(FORMATS)}")
     from symbp.derivation import derive
 
     d = derive(args.layer, **_layer_options(extra))
@@ -205,6 +234,11 @@ def main(argv=None) -> int:
 
     use_ascii_fallback()
     try:
+        argv = sys.argv[1:] if argv is None else list(argv)
+        if len(argv) >= 2 and argv[0] == "derive" and ("-h" in argv or "--help" in argv) \
+                and not argv[1].startswith("-"):
+            sys.stdout.write(layer_help("derive", argv[1]))
+            return 0
         args, extra = build_parser().parse_known_args(argv)
         if extra and args.command not in ("derive", "check"):
             raise UsageError(f"unexpected arguments: {' '.join(extra)}")

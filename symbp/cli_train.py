@@ -43,8 +43,9 @@ def add_parsers(subparsers) -> None:
         "train", help="train the makemore MLP",
         description="Train makemore's MLP (embedding, linear, BatchNorm, tanh, linear) with plain SGD "
                     "and print the train/val/test losses. Ctrl-C saves a checkpoint; --resume continues it.")
+    shown = {"backward": "{generated,autograd}", "device": "{cpu,cuda}"}  # choices in the usage line
     for flags, dest, type_, help_ in TRAIN_OPTIONS:
-        t.add_argument(*flags, dest=dest, type=type_, default=None, help=help_)
+        t.add_argument(*flags, dest=dest, type=type_, default=None, help=help_, metavar=shown.get(dest))
     t.add_argument("--out", default=DEFAULT_OUT, help=f"folder for checkpoint, metrics and plot "
                                                       f"(default {DEFAULT_OUT})")
     t.add_argument("--resume", action="store_true",

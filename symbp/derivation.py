@@ -26,14 +26,21 @@ class Derivation:
         return self.spec.name
 
     @cached_property
-    def chunked_gradients(self) -> dict:
+    def chunked_gradients(self) -> Gradients:
         """``{'dname': expr}`` in backward order: the seeds' exercise 1."""
-        return {grad_name(n): e for n, e in self.chunked.statements()}
+        return Gradients(self.spec, {grad_name(n): e for n, e in self.chunked.statements()})
 
     @cached_property
-    def fused_gradients(self) -> dict:
+    def fused_gradients(self) -> Gradients:
         """``{'dname': expr}`` for each differentiable input, in saved quantities."""
-        return {grad_name(n): e for n, e in self.fused.gradients.items()}
+        return Gradients(self.spec, {grad_name(n): e for n, e in self.fused.gradients.items()})
+
+    @cached_property
+    def lesson(self):
+        """The step-by-step explanation every view prints (``symbp.explain``)."""
+        from symbp import explain
+
+        return explain.build(self)
 
     @cached_property
     def vanishing_paths(self) -> list:
@@ -46,17 +53,60 @@ class Derivation:
     def latex(self) -> str:
         return report.latex_document(self)
 
-    def markdown(self) -> str:
-        return report.markdown(self)
+    def markdown(self, flavor: str = "github") -> str:
+        """Markdown with ```` ```math ```` fences (code hosts) or, with ``flavor='jupyter'``, ``$$``."""
+        return report.markdown(self, flavor)
+
+    def svg(self) -> str:
+        """The layer's graph as an SVG picture, gradients flowing against the arrows."""
+        return report.svg(self)
 
     def _repr_latex_(self) -> str:
         return report.latex_math(self)
 
     def _repr_markdown_(self) -> str:
-        return self.markdown()
+        return report.markdown(self, "jupyter")
 
     def __str__(self) -> str:
         return self.text()
+
+    def __repr__(self) -> str:
+        return report.repr_text(self)
+
+    def _repr_pretty_(self, p, cycle) -> None:  # IPython's plain-text view: short, not the dataclass
+        p.text(repr(self))
+
+
+class Gradients(dict):
+    """``{'dname': sympy expression}`` that Jupyter shows typeset with the layer's names.
+
+    The values stay plain SymPy expressions in the spec's symbols (compare, substitute,
+    lambdify as usual); ``show(name)`` typesets one of them.
+    """
+
+    def __init__(self, spec, items):
+        super().__init__(items)
+        self._spec = spec
+
+    def _repr_latex_(self) -> str:
+        return report.gradients_latex(self._spec, self)
+
+    def show(self, name: str) -> Formula:
+        """One gradient, typeset in Jupyter and printed as ``dname = ...`` elsewhere."""
+        return Formula(self._spec, name, self[name])
+
+
+class Formula:
+    """``name = expr`` that displays as typeset math in Jupyter."""
+
+    def __init__(self, spec, name, expr):
+        self.spec, self.name, self.expr = spec, name, expr
+
+    def _repr_latex_(self) -> str:
+        return report.gradients_latex(self.spec, {self.name: self.expr})
+
+    def __repr__(self) -> str:
+        return f"{self.name} = {report.TextPrinter(self.spec).grouped(self.expr)}"
 
 
 def derive(layer: str, **options) -> Derivation:

@@ -11,6 +11,13 @@ class OutputError(OSError):
     """A destination that cannot be written (missing folder, permissions)."""
 
 
+def _umask() -> int:
+    """The process umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path, text: str) -> bool:
     """Write ``text`` to ``path`` via a temp file and rename; False if unchanged."""
     path = Path(path)
@@ -30,6 +37,8 @@ def write_atomic(path, text: str) -> bool:
     except OSError as e:
         raise OutputError(f"cannot write {str(path)!r}: {e.strerror}") from None
     try:
+        # mkstemp makes the file 0600; give it the mode a plain open() would (or the old file's)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)

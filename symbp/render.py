@@ -21,10 +21,11 @@ import sympy as sp
 from symbp.derivation import Derivation, derive
 from symbp.fileio import write_atomic
 from symbp.layers import builtin_names, load
+from symbp.report import equation_numbers, markdown
 from symbp.reverse import grad_name
 from symbp.spec import Reduction, SpecError, check_identifier
 
-# installed: symbp/templates; from a checkout: the repository's templates/
+# symbp/templates (the fallback is a checkout from before they moved there)
 TEMPLATES = next((p for p in (Path(__file__).resolve().parent / "templates",
                               Path(__file__).resolve().parent.parent / "templates") if p.is_dir()),
                  Path(__file__).resolve().parent / "templates")
@@ -78,17 +79,19 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
     adj_env.update({spec.adjoint(t.name): t.dims for t in spec.tensors.values() if t.role != "classes"})
     float_arg = next((t.name for t in args if t.role != "classes"), None)
 
+    eqn = equation_numbers(d)  # each backward line cites the equation it implements
     fwd_rows = [(t.name, t.expr, t.dims, f"{t.name} = {t.expr}") for t in spec.bindings]
     forward_stmts = lower_statements(spec, fwd_rows, env, cse=False, float_like=float_arg)
 
     chunk_rows = [(grad_name(n), e, spec.tensors[n].dims,
-                   "through " + ", ".join(f"{v} = {spec.tensors[v].expr}"
-                                          for v in sorted({c.via for c in ch.contributions[n]})))
+                   f"({eqn['chunked'][grad_name(n)]}) through "
+                   + ", ".join(f"{v} = {spec.tensors[v].expr}"
+                               for v in sorted({c.via for c in ch.contributions[n]})))
                   for n, e in ch.statements()]
     chunk_stmts = lower_statements(spec, chunk_rows, adj_env, cse=False, float_like=grad.name)
 
     fused_rows = [(grad_name(t.name), d.fused.gradients.get(t.name, sp.S.Zero), t.dims,
-                   f"fused: d{out.name} -> d{t.name}") for t in diff]
+                   f"({eqn['fused'][grad_name(t.name)]}) fused: d{out.name} -> d{t.name}") for t in diff]
     fused_stmts = lower_statements(spec, fused_rows, adj_env, cse=True, float_like=grad.name)
     _guard_by_needs(fused_stmts, [grad_name(t.name) for t in diff])
 
@@ -300,7 +303,8 @@ def _render_variant(variant: Variant, spec_ref: str, env=None) -> dict:
     ctx = module_context(d, variant, spec_ref)
     module = env.get_template(MODULE_TEMPLATE).render(**ctx)
     md = env.get_template(MARKDOWN_TEMPLATE).render(
-        template=MARKDOWN_TEMPLATE, spec_ref=spec_ref, module=variant.module, body=d.markdown())
+        template=MARKDOWN_TEMPLATE, spec_ref=spec_ref, module=variant.module,
+        body=markdown(d, code=(variant.module, module)))
     return {f"{variant.module}.py": module, f"{variant.module}.md": md}
 
 

@@ -99,8 +99,13 @@ def _needs_gradient(spec: Spec) -> dict:
     return needs
 
 
-def _backprop(spec, expr, adjoint, via, ch, needs):
-    """Push ``adjoint`` (the gradient flowing into ``expr``) onto the tensors in it."""
+def _backprop(spec, expr, adjoint, via, ch, needs, spread=frozenset()):
+    """Push ``adjoint`` (the gradient flowing into ``expr``) onto the tensors in it.
+
+    ``spread`` holds the axes ``adjoint`` is broadcast along because ``expr`` sits inside
+    sums over them: a tensor without such an axis appears once per position along it, so
+    its contribution is summed over it (``Sum(n, x + w)`` gives ``dw = n*dS``).
+    """
     placeholders = {}
     local = expr
     for red in _top_reductions(expr):
@@ -118,7 +123,7 @@ def _backprop(spec, expr, adjoint, via, ch, needs):
             part = drop_deltas(sp.diff(local, sym)).xreplace(back)
             if part == 0:
                 continue
-            contrib = reduce_over(spec, adjoint * part, spec.axes_of(adjoint * part) - t.axes)
+            contrib = reduce_over(spec, adjoint * part, (spec.axes_of(adjoint * part) | spread) - t.axes)
             ch.contributions.setdefault(t.name, []).append(Contribution(t.name, via, contrib))
     for ph, red in placeholders.items():
         if not any(needs.get(spec.tensor_of(s).name, False)
@@ -126,12 +131,13 @@ def _backprop(spec, expr, adjoint, via, ch, needs):
             continue
         part = drop_deltas(sp.diff(local, ph)).xreplace(back)
         flow = adjoint * part
-        flow = reduce_over(spec, flow, spec.axes_of(flow) - spec.axes_of(red))
+        flow = reduce_over(spec, flow, (spec.axes_of(flow) | spread) - spec.axes_of(red))
+        inner = {red.axis}  # flow now has the reduction's own axes; its operand is spread along this one
         if isinstance(red, Max):
             flow = flow * ArgmaxMask(red.axis, red.body)
         elif not isinstance(red, Sum):
             raise SpecError(f"binding {via!r}: no adjoint for {type(red).__name__}")
-        _backprop(spec, red.body, flow, via, ch, needs)
+        _backprop(spec, red.body, flow, via, ch, needs, frozenset(inner))
 
 
 def _top_reductions(expr):

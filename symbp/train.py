@@ -329,9 +329,13 @@ def _sigint_at_step_boundary():
 
 
 def _progress(config: TrainConfig, start: int):
-    """A tqdm bar (step, loss, steps/s) on an interactive terminal; None otherwise."""
-    if config.quiet or not sys.stderr.isatty():
+    """A tqdm bar (step, loss, steps/s) on an interactive terminal, a line every few seconds elsewhere."""
+    if config.quiet:
         return None
+    if not sys.stderr.isatty():
+        from symbp.progress import LineProgress
+
+        return LineProgress(config.steps, start)
     from tqdm import tqdm
 
     return tqdm(total=config.steps, initial=start, unit="step", dynamic_ncols=True, smoothing=0.05)
