@@ -12,7 +12,9 @@ Conventions (the ones torch's own ops have, so autograd of this evaluator is
 the reference):
 
 * ``Max(axis, e)`` is ``torch.amax``: its gradient splits evenly among ties;
-* a classes tensor is ``F.one_hot`` of its integer indices along its class axis;
+* a classes tensor is ``F.one_hot`` of its integer indices along its class axis,
+  and a product with it selects (``torch.where``), as indexing would, so that
+  ``y * log(p)`` is 0, not nan, where ``y`` is 0 and ``p`` underflowed;
 * ``Abs`` and ``sign`` have derivative 0 at 0, as ``torch.abs``.
 
 ``reference_gradients`` runs autograd through it in float64 and returns the
@@ -108,6 +110,7 @@ class Evaluator:
         self.options = options  # option Symbol -> float
         self.dtype = dtype
         self.rank = len(layout.axes)
+        self.onehot = {t.symbol for t in spec.tensors.values() if t.role == "classes"}
 
     def const(self, value) -> torch.Tensor:
         return torch.full([1] * self.rank, float(value), dtype=self.dtype)
@@ -137,9 +140,14 @@ class Evaluator:
                 out = out + self(a)
             return out
         if isinstance(e, sp.Mul):
-            out = self(e.args[0])
-            for a in e.args[1:]:
+            onehots = [a for a in e.args if a in self.onehot]
+            rest = [a for a in e.args if a not in self.onehot]
+            out = self(rest[0]) if rest else self.const(1)
+            for a in rest[1:]:
                 out = out * self(a)
+            for y in onehots:  # a one-hot factor selects, as indexing does: 0 * inf is 0, not nan
+                mask = self(y) != 0
+                out = torch.where(mask, out, torch.zeros((), dtype=self.dtype))
             return out
         if isinstance(e, sp.Pow):
             base = self(e.base)
