@@ -37,13 +37,15 @@ class Node:
     axes: frozenset
     positive: bool = False
     leafish: bool = False  # a tensor or a tanh of one: exp of it stays in range
+    uniform: bool = True  # every additive term varies along every axis of the node
 
 
 class Grammar:
     """Draws one spec's source text; ``draw('int', lo, hi)`` / ``draw('choice', seq)``."""
 
-    def __init__(self, draw):
+    def __init__(self, draw, mixed_sums: bool = True):
         self._draw = draw
+        self.mixed_sums = mixed_sums  # False: never reduce a sum of terms with different axes
 
     def int(self, lo, hi):
         return self._draw("int", lo, hi)
@@ -75,7 +77,7 @@ class Grammar:
             node = self.expr(atoms, depth=self.int(1, 3), consumed=consumed)
             bname = f"b{k}"
             lines.append(f"    {bname} = s.let(\"{bname}\", {node.text}, dims={_dims(node.axes, axes)})")
-            b = Node(bname, node.axes, node.positive, leafish=False)
+            b = Node(bname, node.axes, node.positive, leafish=False)  # a binding is a fresh tensor
             atoms.append(b)
             bindings.append(b)
         # the output consumes every value nothing else consumed, so every input gets a gradient
@@ -86,7 +88,15 @@ class Grammar:
             terms.append(Node(f"{coef}{a.text}", a.axes))
         out_axes = frozenset().union(*[t.axes for t in terms])
         body = " + ".join(t.text for t in terms)
-        if self.int(0, 1) and out_axes:
+        if not self.mixed_sums and len({t.axes for t in terms}) > 1:
+            parts = []
+            for t in terms:
+                text = t.text
+                for ax in sorted(t.axes):
+                    text = f"Sum({axes[ax]}, {text})"
+                parts.append(text)
+            body, out_axes = " + ".join(parts), frozenset()
+        elif self.int(0, 1) and out_axes:
             for ax in sorted(out_axes):
                 red = self.choice(["Sum", "mean"])
                 axis = axes[ax]
@@ -126,9 +136,10 @@ class Grammar:
             b = self.expr(atoms, depth - 1, consumed)
             op = self.choice(["+", "-", "*"])
             pos = a.positive and b.positive and op != "-"
-            return Node(f"({a.text} {op} {b.text})", a.axes | b.axes, pos)
+            uniform = a.uniform and b.uniform and (op == "*" or a.axes == b.axes)
+            return Node(f"({a.text} {op} {b.text})", a.axes | b.axes, pos, uniform=uniform)
         e = self.expr(atoms, depth - 1, consumed)
-        if not e.axes:
+        if not e.axes or not (self.mixed_sums or e.uniform):
             return e
         ax = self.choice(sorted(e.axes))
         axis = "n" if ax == "n" else self.f
@@ -145,6 +156,11 @@ class Grammar:
         return Node(text, e.axes - {ax}, pos)
 
     def unary(self, e: Node) -> Node:
+        node = self._unary(e)
+        node.uniform = e.uniform
+        return node
+
+    def _unary(self, e: Node) -> Node:
         t = e.text
         options = ["tanh", "square", "cube", "abs", "softplus", "log_sq", "scale"]
         if e.leafish:
@@ -189,9 +205,9 @@ def _dims(axes: frozenset, names: dict) -> str:
     return f"({names['n'] if 'n' in axes else 1}, {names['f'] if 'f' in axes else 1})"
 
 
-def spec_source(draw, name: str = "fz") -> str:
+def spec_source(draw, name: str = "fz", mixed_sums: bool = True) -> str:
     """One random spec file's source text (see ``Grammar``)."""
-    return Grammar(draw).spec_source(name)
+    return Grammar(draw, mixed_sums).spec_source(name)
 
 
 def random_draw(rng: random.Random):
@@ -210,7 +226,36 @@ class Outcome:
     message: str = ""
 
 
-def check_source(source: str, folder, seed: int = 0, edge: str = "none", rtol: float = 1e-9) -> Outcome:
+class Timeout(Exception):
+    """The example ran past its time limit (a derivation that does not finish)."""
+
+
+def check_source(source: str, folder, seed: int = 0, edge: str = "none", rtol: float = 1e-9,
+                 timeout: float = 0) -> Outcome:
+    """``check_one`` with a time limit in seconds (0: none): a hang is a failure of stage 'hang'."""
+    import signal
+
+    import symbp.check  # noqa: F401 - imports torch: never inside the time limit
+    import symbp.derivation  # noqa: F401
+
+    if not timeout or not hasattr(signal, "setitimer"):
+        return check_one(source, folder, seed, edge, rtol)
+
+    def alarm(signum, frame):
+        raise Timeout(f"did not finish in {timeout:g} s")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        return check_one(source, folder, seed, edge, rtol)
+    except Timeout as e:
+        return Outcome("fail", "hang", str(e))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def check_one(source: str, folder, seed: int = 0, edge: str = "none", rtol: float = 1e-9) -> Outcome:
     """Derive, render and run one spec file; compare with the independent reference in float64.
 
     ``edge``: ``none`` (standard normal arguments), ``zeros`` (about a third
@@ -237,6 +282,8 @@ def check_source(source: str, folder, seed: int = 0, edge: str = "none", rtol: f
     except (SpecError, LayerError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         return Outcome("refused", stage, f"{type(e).__name__}: {first}")
+    except Timeout:
+        raise
     except Exception as e:  # noqa: BLE001 - anything else is a crash a user would see as a traceback
         return Outcome("fail", stage, f"{type(e).__name__}: {_short(e)} [{_where(e)}]")
     spec = module.SPEC
@@ -259,6 +306,8 @@ def check_source(source: str, folder, seed: int = 0, edge: str = "none", rtol: f
         _, lean = module.forward(*args, chunked=False)
         fused_lean = tuple(module.backward(lean, dout))
         chunked = module.backward_chunked(ctx, dout)
+    except Timeout:
+        raise
     except Exception as e:  # noqa: BLE001
         return Outcome("fail", stage, f"{type(e).__name__}: {_short(e)} [{_where(e)}]")
     want_out = values[spec.output_tensor.name]
