@@ -29,8 +29,12 @@ from symbp.fuzz import check_source, random_draw, spec_source  # noqa: E402
 EDGES = ("none", "zeros", "ties")
 
 
-def signature(outcome) -> str:
-    """What kind of failure: the stage and the error with sizes and names blanked out."""
+def signature(outcome, source="", edge="") -> str:
+    """What kind of failure: the stage and the error with sizes and names blanked out.
+
+    A wrong value on tied arguments of a spec with a ``Max`` is told apart
+    (the known tie-splitting difference), so that other wrong values stand out.
+    """
     if outcome.stage != "compare":
         msg = re.sub(r"'[^']*'", "'…'", outcome.message)
         msg = re.sub(r"(solving|generators) .*? (when|\[)", r"\1 … \2", msg)
@@ -40,7 +44,8 @@ def signature(outcome) -> str:
         label = part.split(" d")[0] if not part.startswith("forward") else "forward"
         what = "non-finite" if "non-finite" in part else ("shape" if "shape" in part else "wrong value")
         kinds.add(f"{label}: {what}")
-    return "compare: " + ", ".join(sorted(kinds))
+    ties = " (ties, spec has Max)" if edge == "ties" and "Max(" in source else ""
+    return "compare: " + ", ".join(sorted(kinds)) + ties
 
 
 def main(argv=None) -> int:
@@ -90,7 +95,7 @@ class Tally:
             self.refusals[outcome.message] += 1
         if outcome.status != "fail":
             return
-        sig = signature(outcome)
+        sig = signature(outcome, source, edge)
         self.failures[sig] += 1
         write_atomic(out / f"fail_{i:06d}.py", source)
         write_atomic(out / f"fail_{i:06d}.json", json.dumps(

@@ -135,6 +135,8 @@ class Grammar:
             a = self.expr(atoms, depth - 1, consumed)
             b = self.expr(atoms, depth - 1, consumed)
             op = self.choice(["+", "-", "*"])
+            if op == "-" and a.text == b.text:  # SymPy folds x - x to 0, which has no axes
+                op = "+"
             pos = a.positive and b.positive and op != "-"
             uniform = a.uniform and b.uniform and (op == "*" or a.axes == b.axes)
             return Node(f"({a.text} {op} {b.text})", a.axes | b.axes, pos, uniform=uniform)

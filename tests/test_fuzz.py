@@ -38,7 +38,7 @@ def source(*lines) -> str:
 
 
 def run(tmp_path, src, edge="none", seed=1):
-    return check_source(src, tmp_path, seed=seed, edge=edge, timeout=60)
+    return check_source(src, tmp_path, seed=seed, edge=edge)
 
 
 def assert_passes(tmp_path, src, edge="none"):
@@ -52,9 +52,9 @@ def hypothesis_draw(data):
 
 # --- the fuzzer ---------------------------------------------------------------------------
 
-KNOWN = ("engine bugs the fuzzer finds in most hundred-example runs (each has a regression test "
-         "below): a broadcast term inside a Sum loses its axis size; a zero gradient lowers to "
-         "'0.expand(...)'; LaTeX of a power of a reduction crashes; saving Abs(...) or a product "
+KNOWN = ("engine bugs the fuzzer finds in every hundred-example run (each has a regression test "
+         "below): a broadcast term inside a Sum loses its axis size; Max ties; a zero gradient lowers "
+         "to '0.expand(...)'; LaTeX of a power of a reduction crashes; saving Abs(...) or a product "
          "sends the solver into NotImplementedError or a division by zero")
 
 
@@ -64,7 +64,7 @@ KNOWN = ("engine bugs the fuzzer finds in most hundred-example runs (each has a 
 @given(data=st.data(), edge=st.sampled_from(["none", "zeros", "ties"]), seed=st.integers(0, 2**16))
 def test_random_specs_match_the_reference(tmp_path_factory, data, edge, seed):
     src = spec_source(hypothesis_draw(data))
-    outcome = check_source(src, tmp_path_factory.mktemp("fz"), seed=seed, edge=edge, timeout=60)
+    outcome = check_source(src, tmp_path_factory.mktemp("fz"), seed=seed, edge=edge)
     assert outcome.status in ("pass", "refused"), (outcome.stage, outcome.message, src)
 
 
@@ -230,3 +230,41 @@ def test_max_ties_split_evenly(tmp_path):
     _, ctx = module.forward(x)
     (dx,) = module.backward(ctx, torch.ones(1, 1, dtype=torch.float64))
     assert torch.equal(dx, torch.tensor([[0.0, 0.5, 0.5, 0.0]], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("use", ["Sum(d, w0) - x1", "Sum(d, w0) * x1"])
+@pytest.mark.xfail(strict=True, reason="lowering: the gradient of a (d,)-dims parameter reduced over its own "
+                                       "axis is a scalar that is not broadcast back: LoweringError 'has dims "
+                                       "(1, 1), expected (d,)' refuses a valid spec ((1, d) works)")
+def test_flat_parameter_reduced_over_its_own_axis(tmp_path, use):
+    src = source('n, d = s.axes("n d")', 'x1 = s.input("x1", (n, d))', 'w0 = s.param("w0", (d,))',
+                 f'b0 = s.let("b0", {use}, dims=(n, d))', 's.output("y", Sum(n, Sum(d, b0)), dims=())')
+    assert_passes(tmp_path, src)
+
+
+@pytest.mark.xfail(strict=True, reason="engine: saving b0 = x0*(w1 - x1) is refused with 'rewriting into "
+                                       "saved quantities does not settle' (a natural save choice must "
+                                       "settle, or the saved tensor simply not be used)")
+def test_saved_product_of_a_difference_settles(tmp_path):
+    src = source('n, d = s.axes("n d")', 'x0 = s.input("x0", (n, d))', 'x1 = s.input("x1", (n, d))',
+                 'w1 = s.param("w1", (1, d))', 'b0 = s.let("b0", x0 * (w1 - x1))',
+                 's.output("y", Sum(n, Sum(d, b0)), dims=())', 's.save(b0)')
+    assert_passes(tmp_path, src)
+
+
+@pytest.mark.xfail(strict=True, reason="engine: saving h = x*exp(x) rewrites x as LambertW(h) (wrong for "
+                                       "x < -1), which lowering cannot print (a traceback)")
+def test_saved_x_exp_x(tmp_path):
+    src = source('n, d = s.axes("n d")', 'x0 = s.input("x0", (n, d))', 'h = s.let("h", x0 * exp(x0))',
+                 's.output("y", Sum(n, Sum(d, h**2)), dims=())', 's.save(h)')
+    assert_passes(tmp_path, src)
+
+
+@pytest.mark.xfail(strict=True, reason="engine: saving b2 = (b0 + x0 + tanh(b0))*b0 with b0 = max_n(x0)*2*x0 "
+                                       "sends sympy.solve into NotImplementedError 'multiple generators'")
+def test_saved_binding_with_tanh_of_a_max_product(tmp_path):
+    src = source('n, d = s.axes("n d")', 'x0 = s.input("x0", (n, d))',
+                 'b0 = s.let("b0", Max(n, x0) * (x0 + x0))',
+                 'b2 = s.let("b2", (b0 + x0 + tanh(b0)) * b0)', 's.output("y", b2)', 's.save(b2)')
+    out = run(tmp_path, src)
+    assert out.status in ("pass", "refused"), out
