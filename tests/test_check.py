@@ -141,3 +141,25 @@ def test_load_generated_works_on_a_spec_file(tmp_path):
     module = load_generated(str(tmp_path / "sq.py"))
     rows = compare(module, args_for(module, torch.float64))
     assert all(r.approximate for r in rows)
+
+
+def test_reference_elementwise_functions_and_max_ties():
+    """The evaluator's node table against torch, and amax's even split of a tied maximum."""
+    from symbp.reference import Evaluator, Layout
+    from symbp.spec import Max
+
+    s = Spec("ev", "evaluator")
+    n, d = s.axes("n d")
+    x = s.input("x", (n, d))
+    xv = torch.tensor([[-1.0, 0.0, 2.0, 2.0], [3.0, -4.0, 0.5, 3.0]], dtype=torch.float64, requires_grad=True)
+    ev = Evaluator(s, Layout(s, {n: 2, d: 4}), {x: xv}, {}, torch.float64)
+    table = [(sp.Max(0, x), torch.relu(xv)), (sp.Abs(x), xv.abs()), (sp.sign(x), xv.sign()),
+             (sp.erf(x), torch.erf(xv)), (sp.sqrt(x**2 + 1), torch.sqrt(xv**2 + 1)),
+             (sp.Piecewise((x**2, x > 0), (0, True)), torch.where(xv > 0, xv**2, 0.0)),
+             (sp.exp(x) * sp.Rational(1, 3), xv.exp() / 3), (sp.tanh(x) ** -2, xv.tanh() ** -2)]
+    for expr, want in table:
+        assert torch.allclose(ev(expr), want, rtol=1e-15, atol=0, equal_nan=True), expr
+    top = ev(Max(d, x))
+    assert top.tolist() == [[2.0], [3.0]]
+    top.sum().backward()
+    assert xv.grad.tolist() == [[0.0, 0.0, 0.5, 0.5], [0.5, 0.0, 0.0, 0.5]]
