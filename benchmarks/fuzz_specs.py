@@ -6,7 +6,8 @@ Each example is a random spec file (``symbp.fuzz``), run on standard
 normal, zero-heavy or tied arguments in turn, and compared in float64 with
 autograd of the independent reference evaluator. Prints pass / refused /
 fail counts and one line per distinct failure (the shortest spec that shows
-it), and writes every failing spec, with what went wrong, to ``--out``.
+it), and writes every failing spec, with what went wrong, and the first spec
+of each distinct refusal to ``--out``.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ class Tally:
         self.counts[outcome.status] += 1
         if outcome.status == "refused":
             self.refusals[outcome.message] += 1
+            if self.refusals[outcome.message] == 1:  # the first spec of each refusal, to judge it
+                write_atomic(out / f"refused_{i:06d}.py", f"# {outcome.message}\n" + source)
         if outcome.status != "fail":
             return
         sig = signature(outcome, source, edge)
