@@ -93,9 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--check", action="store_true", help="compare instead of writing")
     g.add_argument("--no-cache", action="store_true",
                    help="derive every layer again instead of reusing results for unchanged specs")
-    c = sub.add_parser("check", help="compare a layer's generated backward with autograd",
+    c = sub.add_parser("check", help="compare a layer's generated backward with an independent reference",
                        description="Print name | exact | approximate | maxdiff for every gradient "
-                                   "against torch autograd on a random batch; exit 1 on a mismatch.")
+                                   "against torch autograd of an independent evaluator of the spec, on a "
+                                   "random batch; exit 1 on a mismatch.")
     c.add_argument("layer", help="a built-in layer name or a spec file path")
     c.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     c.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -170,16 +171,18 @@ def cmd_check(args, extra) -> int:
         raise UsageError("--batch must be at least 2")
     import torch
 
-    from symbp.check import compare, load_generated, random_arguments
+    from symbp.check import compare, default_sizes, load_generated, random_arguments
 
     module = load_generated(args.layer, _layer_options(extra))
     g = torch.Generator().manual_seed(args.seed)
     dtype = getattr(torch, args.dtype)
-    rows = compare(module, random_arguments(module.SPEC, {"n": args.batch}, dtype, g))
+    sizes = default_sizes(module.SPEC, args.batch)
+    rows = compare(module, random_arguments(module.SPEC, sizes, dtype, g))
     for r in rows:
         print(r.line())
     bad = [r.name for r in rows if not r.approximate]
-    print(f"{len(rows) - len(bad)} of {len(rows)} gradients match autograd ({args.dtype})")
+    print(f"{len(rows) - len(bad)} of {len(rows)} gradients match autograd of the independent reference "
+          f"evaluator ({args.dtype}; sizes {', '.join(f'{k}={v}' for k, v in sizes.items())})")
     from symbp.derivation import derive
     from symbp.prove import prove
 

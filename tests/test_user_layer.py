@@ -1,5 +1,6 @@
 """The README's "Write your own layer" example, executed as a user would run it."""
 
+import os
 import re
 import subprocess
 import sys
@@ -14,7 +15,10 @@ def readme_example() -> str:
 
 
 def symbp(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "symbp", *args], capture_output=True, text=True, cwd=cwd)
+    """Run this checkout's symbp (not whichever one is installed) in ``cwd``."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "symbp", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env)
 
 
 def test_readme_example_derives_generates_and_checks(tmp_path):
