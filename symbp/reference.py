@@ -27,6 +27,7 @@ import sympy as sp
 import torch
 import torch.nn.functional as F
 
+from symbp.functions import sigmoid, softplus
 from symbp.spec import Max, Reduction, Sum
 
 
@@ -97,6 +98,8 @@ _UNARY = {
     sp.sign: torch.sign,
     sp.erf: torch.erf,
     sp.atan: torch.atan,
+    sigmoid: torch.sigmoid,
+    softplus: torch.nn.functional.softplus,
 }
 
 
