@@ -51,6 +51,7 @@ import sys
 import time
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from symbp.data import TrainError
 from symbp.model import PARAM_NAMES, AutogradStep, init_params, make_step
@@ -95,6 +96,31 @@ def check(steps: dict, batch: int) -> None:
                      f"{ref_loss.item()}, gradients {bad or 'ok'}")
         diff = max((grads[k] - ref[k]).abs().max().item() for k in PARAM_NAMES)
         print(f"  {name:18s} matches autograd at batch {batch} (max |diff| {diff:.1e})")
+
+
+class _CountOps(TorchDispatchMode):
+    """Counts the aten operators that reach the kernels (views and the backward's included)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def op_counts(steps: dict, batch: int) -> dict:
+    """Aten operators per eager step: the cost that dominates at small batches, free of timing noise."""
+    params, Xb, Yb = problem(batch)
+    out = {}
+    for name, step in steps.items():
+        if name.endswith("compiled"):
+            continue
+        with _CountOps() as counter:
+            step(params, Xb, Yb)
+        out[name] = counter.count
+    return out
 
 
 def time_steps(steps: dict, batch: int, rounds: int, seconds: float) -> dict:
@@ -174,6 +200,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     for batch in args.batches:
         check(steps, batch)
+    ops = op_counts(steps, args.batches[0])
+    print("aten operators per eager step: " + ", ".join(f"{k} {v}" for k, v in ops.items()))
     for batch in args.batches:
         med = time_steps(steps, batch, args.rounds, args.seconds)
         mem = {} if args.no_memory else {name: step_memory_mib(name, batch, threads_args) for name in steps}

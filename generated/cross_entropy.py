@@ -57,7 +57,7 @@ def backward(ctx, dloss):
     c = ctx["c"]
     targets = ctx["targets"]
     probs = ctx["probs"]
-    dlogits = (dloss/n)*(probs - torch.nn.functional.one_hot(targets, c))  # (n, c) fused: dloss -> dlogits
+    dlogits = (dloss/n)*(probs - torch.zeros((*targets.shape, c), dtype=torch.long, device=targets.device).scatter_(-1, targets.unsqueeze(-1), 1))  # (n, c) fused: dloss -> dlogits
     return (dlogits,)
 
 
@@ -71,7 +71,7 @@ def backward_chunked(ctx, dloss):
     counts_sum = ctx["counts_sum"]
     counts_sum_inv = ctx["counts_sum_inv"]
     probs = ctx["probs"]
-    dlogprobs = -(dloss/n)*torch.nn.functional.one_hot(targets, c)  # (n, c) through loss = -Σ_n(Σ_c(logprobs*targets))/n
+    dlogprobs = -(dloss/n)*torch.zeros((*targets.shape, c), dtype=torch.long, device=targets.device).scatter_(-1, targets.unsqueeze(-1), 1)  # (n, c) through loss = -Σ_n(Σ_c(logprobs*targets))/n
     dprobs = dlogprobs/probs  # (n, c) through logprobs = log(probs)
     dcounts_sum_inv = (counts*dprobs).sum(1, keepdim=True)  # (n, 1) through probs = counts*counts_sum_inv
     dcounts_sum = -dcounts_sum_inv/counts_sum**2  # (n, 1) through counts_sum_inv = 1/counts_sum

@@ -11,7 +11,7 @@ spec's own nodes, dispatched by ``_print_<Class>`` as SymPy's printers do:
   prints as a matmul (``x @ W``, ``x.T @ dy``), or ``einsum`` otherwise;
 * one-hot class data never becomes a dense matmul: ``Sum(c, Y*T)`` is
   ``T.gather``, ``Sum(v, Y*C)`` is ``C[X]`` and a sum over all index dims of
-  ``Y*T`` is ``index_add_``; a lone one-hot is ``one_hot(y, c)``;
+  ``Y*T`` is ``index_add_``; a lone one-hot is a scatter of ones into zeros (n, c);
 * ``Max`` is ``amax``; its adjoint mask is a ``scatter`` of the argmax.
 
 ``sympy.cse`` names repeated subexpressions; contractions are pulled out
@@ -111,7 +111,10 @@ class TorchCode(TorchPrinter):
             t = self.spec.tensor_of(s)
             if t.dims[-1] != t.class_axis:
                 raise LoweringError(f"one-hot {t.name}: the class axis must be its last dim")
-            return f"torch.nn.functional.one_hot({t.name}, {t.class_axis.name})"
+            # one_hot's range check reads the indices' min and max on the host (a sync per call);
+            # a scatter builds the same int64 one-hot without leaving the device
+            return (f"torch.zeros((*{t.name}.shape, {t.class_axis.name}), dtype=torch.long, "
+                    f"device={t.name}.device).scatter_(-1, {t.name}.unsqueeze(-1), 1)")
         return s.name
 
     def _print_Pow(self, e):

@@ -5,10 +5,11 @@
 
 Parameters are a plain dict in the seeds' order (C, W1, b1, W2, b2, bngain,
 bnbias), so that a training step is just a function of that dict and a batch.
-Two steps compute ``(loss, grads)``: ``AutogradStep`` (the baseline, torch
-autograd) and the generated one (``symbp.generated_step.GeneratedStep``,
-symbp's own backward, with no autograd at all). Both must agree; the training
-loop does not care which it has.
+``forward`` is the network's one definition. Two steps compute ``(loss,
+grads)`` from it: ``AutogradStep`` (the baseline, torch autograd) and the
+generated one (``symbp.generated_step.GeneratedStep``, symbp's own backward,
+with no autograd at all). Both must agree; the training loop does not care
+which it has, and either can go through ``torch.compile``.
 
 BatchNorm uses Bessel's correction (variance over n-1) in training, as the
 seeds do, so a batch needs at least two examples. At inference the mean and
