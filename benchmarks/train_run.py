@@ -7,8 +7,9 @@ Each run is the command a user types (``python -m symbp train -i FILE
 ``--out`` folder; the four variants are run interleaved, ``--rounds`` times
 each, and the medians are reported. ``train s`` is ``train_seconds`` from the
 run's ``metrics.json`` (the training loop, compilation included, BatchNorm
-calibration included; evaluation and start-up excluded); ``wall s`` is the
-whole process. Ratios are against the eager autograd run, and the compiled
+calibration included; evaluation and start-up excluded), ``compile s`` the
+part of it spent compiling (``compile_seconds``); ``wall s`` is the whole
+process. Ratios are against the eager autograd run, and the compiled
 runs also against their eager twin. The losses of each run are printed too:
 generated and autograd must agree to about four decimals.
 """
@@ -36,7 +37,8 @@ def run(input_file: str, steps: int, backward: str, compile: bool, out: Path, th
     subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, env=env)
     wall = time.perf_counter() - t0
     metrics = json.loads((out / "metrics.json").read_text())
-    return {"train": metrics["train_seconds"], "wall": wall, "loss": metrics["loss"]}
+    return {"train": metrics["train_seconds"], "wall": wall, "loss": metrics["loss"],
+            "compile": metrics.get("compile_seconds", 0.0)}
 
 
 def main() -> None:
@@ -57,19 +59,20 @@ def main() -> None:
                 out = Path(tmp) / f"{r}-{backward}-{int(compile)}"
                 results[(backward, compile)].append(run(input_file, args.steps, backward, compile, out,
                                                         args.threads))
-    med = {v: {key: statistics.median(x[key] for x in rs) for key in ("train", "wall")}
+    med = {v: {key: statistics.median(x[key] for x in rs) for key in ("train", "wall", "compile")}
            for v, rs in results.items()}
     base = med[("autograd", False)]["train"]
     print(f"symbp train --steps {args.steps:,} (batch 32), median of {args.rounds} interleaved rounds"
           + (f", OMP_NUM_THREADS={args.threads}" if args.threads else ""))
-    print(f"  {'variant':20s} {'train s':>8s} {'wall s':>7s} {'/ autograd':>11s} {'/ same, eager':>14s}"
-          f"  losses train / val / test")
+    print(f"  {'variant':20s} {'train s':>8s} {'compile s':>10s} {'wall s':>7s} {'/ autograd':>11s}"
+          f" {'/ same, eager':>14s}  losses train / val / test")
     for (backward, compile), m in med.items():
         name = backward + (" --compile" if compile else "")
         twin = med[(backward, False)]["train"]
         loss = results[(backward, compile)][0]["loss"]
-        print(f"  {name:20s} {m['train']:8.2f} {m['wall']:7.2f} {m['train'] / base:10.2f}x"
-              f" {m['train'] / twin:13.2f}x  {loss['train']:.4f} / {loss['val']:.4f} / {loss['test']:.4f}")
+        print(f"  {name:20s} {m['train']:8.2f} {m['compile']:10.2f} {m['wall']:7.2f}"
+              f" {m['train'] / base:10.2f}x {m['train'] / twin:13.2f}x"
+              f"  {loss['train']:.4f} / {loss['val']:.4f} / {loss['test']:.4f}")
 
 
 if __name__ == "__main__":

@@ -210,13 +210,16 @@ def train(config: TrainConfig, callback=None, log=None) -> dict:
             bar.set_postfix_str(f"loss {values[-1]:.4f}", refresh=False)
 
     block = _Block(g, start, config.batch_size, Xtr.shape[0])
+    compile_s = 0.0
     if config.compile:  # compile now (timed as training), so that a failure is one clear error
+        t_compile = time.perf_counter()
         try:
             step_fn = make_step(config.backward, compile=True)
             ix = torch.arange(config.batch_size, device=device) % Xtr.shape[0]
             step_fn(params, Xtr[ix], Ytr[ix])
         except Exception as e:
             raise TrainError(f"torch.compile failed ({_root_cause(e)}); train without --compile") from None
+        compile_s = time.perf_counter() - t_compile
     try:
         with _sigint_at_step_boundary() as interrupted:
             step = start
@@ -269,6 +272,7 @@ def train(config: TrainConfig, callback=None, log=None) -> dict:
         "parameters": count_params(params),
         "examples": {k: int(v[0].shape[0]) for k, v in data._asdict().items()},
         "train_seconds": round(trained_s, 3), "wall_seconds": round(time.perf_counter() - t_start, 3),
+        "compile_seconds": round(compile_s, 3),
         "config": dataclasses.asdict(config),
     }
     write_atomic(out / METRICS, json.dumps(metrics, indent=2) + "\n")

@@ -495,6 +495,7 @@ def test_compiled_training_follows_eager_training(words_file, tmp_path, monkeypa
             torch.testing.assert_close(pc["params"][k], pe["params"][k], rtol=1e-4, atol=1e-5, msg=k)
         assert compiled["loss"] == pytest.approx(eager["loss"], rel=1e-4)
         assert pc["config"]["compile"] is True and pe["config"]["compile"] is False
+        assert compiled["compile_seconds"] > 0 and eager["compile_seconds"] == 0
 
 
 def test_a_failing_compile_is_one_train_error(words_file, tmp_path, monkeypatch):
