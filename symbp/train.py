@@ -211,17 +211,18 @@ def train(config: TrainConfig, callback=None, log=None) -> dict:
 
     block = _Block(g, start, config.batch_size, Xtr.shape[0])
     compile_s = 0.0
-    if config.compile:  # compile now (timed as training), so that a failure is one clear error
-        t_compile = time.perf_counter()
-        try:
-            step_fn = make_step(config.backward, compile=True)
-            ix = torch.arange(config.batch_size, device=device) % Xtr.shape[0]
-            step_fn(params, Xtr[ix], Ytr[ix])
-        except Exception as e:
-            raise TrainError(f"torch.compile failed ({_root_cause(e)}); train without --compile") from None
-        compile_s = time.perf_counter() - t_compile
     try:
         with _sigint_at_step_boundary() as interrupted:
+            if config.compile:  # compile now (timed as training), so that a failure is one clear error
+                t_compile = time.perf_counter()
+                try:
+                    step_fn = make_step(config.backward, compile=True)
+                    ix = torch.arange(config.batch_size, device=device) % Xtr.shape[0]
+                    step_fn(params, Xtr[ix], Ytr[ix])
+                except Exception as e:
+                    raise TrainError(f"torch.compile failed ({_root_cause(e)}); "
+                                     "train without --compile") from None
+                compile_s = time.perf_counter() - t_compile
             step = start
             while step < config.steps:
                 # a block ends at the next multiple of BLOCK_STEPS or of checkpoint_every
