@@ -94,7 +94,8 @@ def forward(params: dict, X, stats=None):
     variance, or with ``stats`` (``{'bnmean', 'bnvar'}``, from ``calibrate``)
     fixed inference statistics. Each line is one fused torch call
     (``addmm``, ``var_mean``, ``addcmul``), because at batch 32 a step costs
-    about as much per torch call as per FLOP.
+    about as much per torch call as per FLOP. Without autograd (the generated
+    step, evaluation) BatchNorm and tanh work in place.
     """
     embcat = params["C"][X].flatten(1)  # (n, block*n_embd)
     hprebn = torch.addmm(params["b1"], embcat, params["W1"])  # (n, n_hidden)
@@ -103,8 +104,12 @@ def forward(params: dict, X, stats=None):
     else:
         bnmean, bnvar = stats["bnmean"], stats["bnvar"]
     bnvar_inv = torch.rsqrt(bnvar + BN_EPS)  # (1, n_hidden)
-    bnraw = (hprebn - bnmean) * bnvar_inv  # (n, n_hidden)
-    h = torch.tanh(torch.addcmul(params["bnbias"], params["bngain"], bnraw))  # (n, n_hidden)
+    if torch.is_grad_enabled():  # autograd needs every intermediate as it was
+        bnraw = (hprebn - bnmean) * bnvar_inv  # (n, n_hidden)
+        h = torch.tanh(torch.addcmul(params["bnbias"], params["bngain"], bnraw))  # (n, n_hidden)
+    else:  # nothing reads hprebn or hpreact again: overwrite them (half the memory, no allocations)
+        bnraw = hprebn.sub_(bnmean).mul_(bnvar_inv)
+        h = torch.addcmul(params["bnbias"], params["bngain"], bnraw).tanh_()
     logits = torch.addmm(params["b2"], h, params["W2"])  # (n, vocab)
     return logits, Activations(embcat, bnvar_inv, bnraw, h)
 
