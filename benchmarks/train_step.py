@@ -1,28 +1,33 @@
-"""Time one training step of the makemore MLP three ways: generated, autograd, and by hand.
+"""Time one training step of the makemore MLP: generated vs autograd backward, eager and compiled.
 
     python benchmarks/train_step.py [--batches 32 4096] [--rounds 7] [--seconds 0.3] [--no-memory]
+                                    [--no-compile] [--threads N]
 
-* ``generated``: ``symbp.model.make_step('generated')``, symbp's emitted backward (skipped, with a
-  note, where this installation has none);
-* ``autograd``: ``symbp.model.AutogradStep``, torch autograd, the baseline every ratio is against;
-* ``hand-written``: the seeds' exercise-4 step below, fused BatchNorm and cross-entropy backward.
+Four variants, all on ``symbp.model.forward`` (the one definition of the MLP):
+
+* ``generated``: ``make_step('generated')``, symbp's emitted backward passes, no autograd;
+* ``autograd``: ``make_step('autograd')``, torch autograd, the baseline of the eager ratios;
+* ``generated compiled``: the generated step through ``torch.compile(fullgraph=True)``;
+* ``autograd compiled``: the forward through ``torch.compile`` as a user compiles a model
+  (AOTAutograd compiles its backward), the baseline of the compiled ratios.
 
 A step is forward + backward on one minibatch (the SGD update, the same for
-all three, is left out). Before timing, each variant's loss and gradients
-are checked against autograd with ``torch.allclose``; a mismatch stops the
-benchmark, since timing a wrong answer means nothing.
+all, is left out). Before timing, each variant's loss and gradients are
+checked against eager autograd with ``torch.allclose``; a mismatch stops the
+benchmark, since timing a wrong answer means nothing. Compilation happens
+during that check, so it is not timed.
 
 Timing is interleaved in one process: each round runs every variant back to
 back (in a rotating order) for about ``--seconds``, and the per-step time
 reported is the median over rounds. Interleaving exposes all variants to the
 same machine state (frequency, other load), which a variant-after-variant run
-does not. torch's thread count is left at its default.
+does not. torch's thread count is left at its default unless ``--threads``.
 
 Peak memory is measured in a fresh process per variant and batch size,
 because torch's CPU allocator has no peak counter and ``tracemalloc`` does
 not see torch's allocations. The child builds the parameters and batch, runs
-the step 3 times to warm up (lazy initialisation is not per-step cost), then
-resets the kernel's resident-set high-water mark (``echo 5 >
+the step 3 times to warm up (lazy initialisation and compilation are not
+per-step cost), then resets the kernel's resident-set high-water mark (``echo 5 >
 /proc/self/clear_refs``, Linux), runs 20 more steps and reports ``VmHWM``
 minus the ``VmRSS`` at the reset: how far resident memory rose above the
 steady state while stepping (activations, gradients, autograd's graph), in
@@ -46,71 +51,30 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from symbp.data import TrainError
-from symbp.model import BN_EPS, PARAM_NAMES, AutogradStep, init_params, make_step
+from symbp.model import PARAM_NAMES, AutogradStep, init_params, make_step
 
 VOCAB, BLOCK = 27, 3
 
 
-class HandWrittenStep:
-    """The seeds' exercise-4 backward: fused cross-entropy and BatchNorm, no autograd.
-
-    ``dlogits = softmax(logits); dlogits[range(n), Yb] -= 1; dlogits /= n`` and
-    ``dhprebn = bngain*bnvar_inv/n * (n*dhpreact - Σ dhpreact - n/(n-1)*bnraw*Σ(dhpreact*bnraw))``;
-    the embedding gradient is one ``index_add_`` instead of the seeds' Python loop.
-    """
-
-    name = "hand-written"
-
-    @torch.no_grad()
-    def __call__(self, params, Xb, Yb):
-        C, W1, b1, W2, b2, bngain, bnbias = (params[k] for k in PARAM_NAMES)
-        n, n_embd = Xb.shape[0], C.shape[1]
-        # forward
-        emb = C[Xb]  # (n, block, n_embd)
-        embcat = emb.view(n, -1)  # (n, block*n_embd)
-        hprebn = embcat @ W1 + b1  # (n, n_hidden)
-        bnmean = hprebn.mean(0, keepdim=True)
-        bnvar = hprebn.var(0, keepdim=True, unbiased=True)
-        bnvar_inv = (bnvar + BN_EPS) ** -0.5
-        bnraw = (hprebn - bnmean) * bnvar_inv
-        hpreact = bngain * bnraw + bnbias
-        h = torch.tanh(hpreact)
-        logits = h @ W2 + b2  # (n, vocab)
-        loss = F.cross_entropy(logits, Yb)
-        # backward
-        dlogits = F.softmax(logits, 1)
-        dlogits[torch.arange(n, device=Yb.device), Yb] -= 1
-        dlogits /= n
-        dh = dlogits @ W2.T
-        dW2 = h.T @ dlogits
-        db2 = dlogits.sum(0)
-        dhpreact = (1.0 - h**2) * dh
-        dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
-        dbnbias = dhpreact.sum(0, keepdim=True)
-        dhprebn = bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bnraw
-                                            * (dhpreact * bnraw).sum(0))
-        dembcat = dhprebn @ W1.T
-        dW1 = embcat.T @ dhprebn
-        db1 = dhprebn.sum(0)
-        demb = dembcat.view(emb.shape)
-        dC = torch.zeros_like(C)
-        dC.index_add_(0, Xb.view(-1), demb.view(-1, n_embd))
-        return loss, dict(zip(PARAM_NAMES, (dC, dW1, db1, dW2, db2, dbngain, dbnbias)))
-
-
-def variants() -> dict:
-    """``{name: step}``; the generated step only where it is installed."""
+def variants(compiled: bool = True) -> dict:
+    """``{name: step}``; the generated steps only where they are installed."""
     out = {}
-    try:
-        out["generated"] = make_step("generated")
-    except TrainError as e:
-        print(f"note: skipping the generated step: {e}", file=sys.stderr)
-    out["autograd"] = AutogradStep()
-    out["hand-written"] = HandWrittenStep()
+    for mode in (False, True) if compiled else (False,):
+        suffix = " compiled" if mode else ""
+        try:
+            out["generated" + suffix] = make_step("generated", compile=mode)
+        except TrainError as e:
+            print(f"note: skipping the generated step: {e}", file=sys.stderr)
+        out["autograd" + suffix] = make_step("autograd", compile=mode)
     return out
+
+
+def baseline(name: str) -> str:
+    """The variant a ratio is taken against: autograd in the same mode."""
+    return "autograd compiled" if name.endswith("compiled") else "autograd"
 
 
 def problem(batch: int, seed: int = 0):
@@ -131,7 +95,32 @@ def check(steps: dict, batch: int) -> None:
             sys.exit(f"{name} disagrees with autograd at batch {batch}: loss {loss.item()} vs "
                      f"{ref_loss.item()}, gradients {bad or 'ok'}")
         diff = max((grads[k] - ref[k]).abs().max().item() for k in PARAM_NAMES)
-        print(f"  {name:13s} matches autograd at batch {batch} (max |diff| {diff:.1e})")
+        print(f"  {name:18s} matches autograd at batch {batch} (max |diff| {diff:.1e})")
+
+
+class _CountOps(TorchDispatchMode):
+    """Counts the aten operators that reach the kernels (views and the backward's included)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def op_counts(steps: dict, batch: int) -> dict:
+    """Aten operators per eager step: the cost that dominates at small batches, free of timing noise."""
+    params, Xb, Yb = problem(batch)
+    out = {}
+    for name, step in steps.items():
+        if name.endswith("compiled"):
+            continue
+        with _CountOps() as counter:
+            step(params, Xb, Yb)
+        out[name] = counter.count
+    return out
 
 
 def time_steps(steps: dict, batch: int, rounds: int, seconds: float) -> dict:
@@ -156,12 +145,13 @@ def time_steps(steps: dict, batch: int, rounds: int, seconds: float) -> dict:
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def step_memory_mib(variant: str, batch: int):
+def step_memory_mib(variant: str, batch: int, threads_args=()):
     """How far a fresh process's resident memory rises while ``variant`` steps; None if unmeasurable."""
     # glibc hands large freed blocks back to the kernel at once with these settings, so
     # resident memory follows live tensors instead of what the allocator keeps cached
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
-    r = subprocess.run([sys.executable, __file__, "--child", variant, "--batches", str(batch)],
+    r = subprocess.run([sys.executable, __file__, "--child", variant, "--batches", str(batch),
+                        *threads_args],
                        capture_output=True, text=True, check=True, env=env)
     value = r.stdout.split()[-1]
     return None if value == "n/a" else float(value) / 1024  # /proc reports KiB
@@ -174,7 +164,7 @@ def _proc_status_kib(field: str) -> int:
 
 def child(variant: str, batch: int) -> None:
     params, Xb, Yb = problem(batch)
-    step = variants()[variant]
+    step = variants(compiled=variant.endswith("compiled"))[variant]
     for _ in range(3):
         step(params, Xb, Yb)
     try:
@@ -195,24 +185,33 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--seconds", type=float, default=0.3, help="time per variant per round")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    ap.add_argument("--no-compile", action="store_true", help="eager variants only")
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    threads_args = ()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        threads_args = ("--threads", str(args.threads))
     if args.child:
         return child(args.child, args.batches[0])
 
-    steps = variants()
+    steps = variants(compiled=not args.no_compile)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     for batch in args.batches:
         check(steps, batch)
+    ops = op_counts(steps, args.batches[0])
+    print("aten operators per eager step: " + ", ".join(f"{k} {v}" for k, v in ops.items()))
     for batch in args.batches:
         med = time_steps(steps, batch, args.rounds, args.seconds)
-        mem = {} if args.no_memory else {name: step_memory_mib(name, batch) for name in steps}
+        mem = {} if args.no_memory else {name: step_memory_mib(name, batch, threads_args) for name in steps}
         print(f"\nbatch {batch}: median of {args.rounds} interleaved rounds"
               + ("" if args.no_memory else "; peak MiB = rise of resident memory while stepping"))
-        header = f"  {'variant':13s} {'us/step':>9s} {'vs autograd':>12s}"
+        header = f"  {'variant':18s} {'us/step':>9s} {'/ autograd':>11s} {'/ autograd same mode':>21s}"
         print(header + (f" {'peak MiB':>9s}" if mem else ""))
         for name, t in med.items():
-            line = f"  {name:13s} {t * 1e6:9.1f} {med['autograd'] / t:11.2f}x"
+            line = (f"  {name:18s} {t * 1e6:9.1f} {t / med['autograd']:10.2f}x"
+                    f" {t / med[baseline(name)]:20.2f}x")
             if mem:
                 line += f" {mem[name]:9.1f}" if mem[name] is not None else f" {'n/a':>9s}"
             print(line)

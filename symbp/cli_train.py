@@ -1,6 +1,6 @@
 """``symbp train`` and ``symbp sample``: the makemore MLP from the command line.
 
-    symbp train [-i FILE] [--steps N] [--backward generated|autograd] [--out DIR] [--resume] ...
+    symbp train [-i FILE] [--steps N] [--backward generated|autograd] [--compile] [--out DIR] [--resume] ...
     symbp sample [--out DIR] [-n 20] [--seed S]
 
 ``add_parsers`` adds both to the main parser's subcommands. Each command's
@@ -13,6 +13,7 @@ Importing this module does not import torch, so ``symbp derive`` stays fast.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from pathlib import Path
@@ -51,6 +52,9 @@ def add_parsers(subparsers) -> None:
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out; options not given again come from its checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar or notes, only the losses")
+    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the training step through torch.compile (needs a C compiler on the CPU; "
+                        "compiling takes a minute, then each step is faster; default off)")
     t.set_defaults(func=cmd_train)
 
     s = subparsers.add_parser("sample", help="print names from a trained model",
@@ -67,6 +71,8 @@ def config_from_args(args):
     from symbp.train import CHECKPOINT, TrainConfig, load_checkpoint
 
     given = {dest: getattr(args, dest) for _, dest, _, _ in TRAIN_OPTIONS if getattr(args, dest) is not None}
+    if getattr(args, "compile", None) is not None:
+        given["compile"] = args.compile
     base = TrainConfig()
     if args.resume:
         saved = load_checkpoint(Path(args.out) / CHECKPOINT)["config"]

@@ -1,11 +1,17 @@
-"""One training step of the makemore MLP on generated code alone: no autograd.
+"""One training step of the makemore MLP with symbp's generated backward: no autograd.
 
-Every gradient comes from a module in ``generated/``, derived by symbp from
-the layer specs; this file only wires the layers in the seeds' order and runs
-their backward passes in reverse. The one non-generated operation is the
-``view`` between the embedding's (n, block, n_embd) and the first linear
-layer's (n, block*n_embd): a change of shape, whose backward is the inverse
-change of shape.
+The forward is the model's one definition (``symbp.model.forward``, the same
+for both backwards), run without autograd; it returns the tensors the
+generated backward passes read, named as in the layer specs (``bnraw``,
+``bnvar_inv``, ``h``, ...). Every gradient then comes from a module in
+``generated/``, derived by symbp from the layer specs: this file only hands
+each generated ``backward`` its saved tensors and runs them in reverse order.
+The two non-generated operations are changes of shape (``view`` between the
+embedding's (n, block, n_embd) and the first linear layer's (n,
+block*n_embd)), and the cross-entropy's saved ``probs``, a forward quantity.
+
+Nothing in the step syncs with the host or branches on tensor values, so it
+compiles as one graph (``torch.compile(fullgraph=True)``).
 """
 
 from __future__ import annotations
@@ -17,45 +23,53 @@ import generated.cross_entropy as cross_entropy
 import generated.embedding as embedding
 import generated.linear as linear
 import generated.tanh as tanh
-from symbp.data import TrainError
-from symbp.model import BN_EPS
+from symbp import model
+from symbp.model import PARAM_NAMES, check_batch
+
+
+def generated_step(params: dict, Xb, Yb):
+    """``(loss, gradients in PARAM_NAMES order)`` of one minibatch, on generated backward passes."""
+    n = Xb.shape[0]
+    C, W1, W2 = params["C"], params["W1"], params["W2"]
+    logits, (embcat, bnvar_inv, bnraw, h) = model.forward(params, Xb)
+    loss = torch.nn.functional.cross_entropy(logits, Yb)
+    probs = torch.softmax(logits, 1)  # (n, vocab) the binding the fused backward reads
+    del logits
+    # d loss / d loss = 1: a Python number, so no tensor of ones and no multiplication by it
+    (dlogits,) = cross_entropy.backward({"n": n, "c": probs.shape[1], "targets": Yb, "probs": probs}, 1.0)
+    del probs
+    dh, dW2, db2 = linear.backward({"x": h, "W": W2}, dlogits)
+    del dlogits
+    # tanh has one binding, so its chunked gradient is also closed-form: dh*(1 - h**2) holds one
+    # (n, n_hidden) temporary fewer than the fused -dh*h**2 + dh, at what is otherwise the step's peak
+    dhpreact = tanh.backward_chunked({"h": h}, dh)["dx"]
+    del h, dh
+    dhprebn, dbngain, dbnbias = batchnorm.backward(
+        {"n": n, "bngain": params["bngain"], "bnvar_inv": bnvar_inv, "bnraw": bnraw}, dhpreact)
+    del bnraw, dhpreact
+    dembcat, dW1, db1 = linear.backward({"x": embcat, "W": W1}, dhprebn)
+    del embcat, dhprebn
+    (dC,) = embedding.backward({"v": C.shape[0], "e": C.shape[1], "X": Xb}, dembcat.view(*Xb.shape, -1))
+    return loss, (dC, dW1, db1, dW2, db2, dbngain, dbnbias)
 
 
 class GeneratedStep:
-    """``step(params, Xb, Yb) -> (loss, {name: grad})`` with symbp's generated backward."""
+    """``step(params, Xb, Yb) -> (loss, {name: grad})`` with symbp's generated backward.
+
+    With ``compile``, the whole step goes through ``torch.compile(fullgraph=True)``
+    (backend ``symbp.model.COMPILE_BACKEND``).
+    """
 
     name = "generated"
 
-    @torch.no_grad()
-    def __call__(self, params: dict, Xb, Yb):
-        if Xb.shape[0] < 2:
-            raise TrainError("BatchNorm with Bessel's correction needs a batch of at least 2 examples")
-        p = params
-        # chunked=False: each layer keeps only what its fused backward reads, and each
-        # activation is dropped as soon as no later step needs it, as autograd's graph does
-        emb, emb_ctx = embedding.forward(p["C"], Xb, chunked=False)  # (n, block, n_embd)
-        emb_shape = emb.shape
-        hprebn, l1_ctx = linear.forward(emb.view(emb_shape[0], -1), p["W1"], p["b1"], chunked=False)
-        del emb
-        hpreact, bn_ctx = batchnorm.forward(hprebn, p["bngain"], p["bnbias"], eps=BN_EPS, chunked=False)
-        del hprebn
-        h, tanh_ctx = tanh.forward(hpreact, chunked=False)
-        del hpreact
-        logits, l2_ctx = linear.forward(h, p["W2"], p["b2"], chunked=False)  # (n, vocab)
-        del h
-        loss, ce_ctx = cross_entropy.forward(logits, Yb, chunked=False)
-        del logits
+    def __init__(self, compile: bool = False):
+        self.step = generated_step
+        if compile:
+            self.step = torch.compile(generated_step, fullgraph=True, dynamic=False,
+                                      backend=model.COMPILE_BACKEND)
 
-        (dlogits,) = cross_entropy.backward(ce_ctx, torch.ones_like(loss))
-        del ce_ctx
-        dh, dW2, db2 = linear.backward(l2_ctx, dlogits)
-        del l2_ctx, dlogits
-        (dhpreact,) = tanh.backward(tanh_ctx, dh)
-        del tanh_ctx, dh
-        dhprebn, dbngain, dbnbias = batchnorm.backward(bn_ctx, dhpreact)
-        del bn_ctx, dhpreact
-        dembcat, dW1, db1 = linear.backward(l1_ctx, dhprebn)
-        del l1_ctx, dhprebn
-        (dC,) = embedding.backward(emb_ctx, dembcat.view(emb_shape))
-        grads = {"C": dC, "W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "bngain": dbngain, "bnbias": dbnbias}
-        return loss, grads
+    def __call__(self, params: dict, Xb, Yb):
+        check_batch(Xb)
+        with torch.no_grad():
+            loss, grads = self.step(params, Xb, Yb)
+        return loss, dict(zip(PARAM_NAMES, grads))

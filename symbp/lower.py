@@ -11,7 +11,7 @@ spec's own nodes, dispatched by ``_print_<Class>`` as SymPy's printers do:
   prints as a matmul (``x @ W``, ``x.T @ dy``), or ``einsum`` otherwise;
 * one-hot class data never becomes a dense matmul: ``Sum(c, Y*T)`` is
   ``T.gather``, ``Sum(v, Y*C)`` is ``C[X]`` and a sum over all index dims of
-  ``Y*T`` is ``index_add_``; a lone one-hot is ``one_hot(y, c)``;
+  ``Y*T`` is ``index_add_``; a lone one-hot is a scatter of ones into zeros (n, c);
 * ``Max`` is ``amax``; its adjoint mask is a ``scatter`` of the argmax.
 
 ``sympy.cse`` names repeated subexpressions; contractions are pulled out
@@ -124,7 +124,10 @@ class TorchCode(TorchPrinter):
             if self.float_like is None:
                 raise LoweringError(f"one-hot {t.name} needs a floating-point tensor to take its dtype from")
             self.sizes_used.add(t.class_axis.name)
-            return f"torch.nn.functional.one_hot({t.name}, {t.class_axis.name}).to({self.float_like}.dtype)"
+            # in the dtype and device of a float tensor in scope (never int64 mixed into float math),
+            # and by a scatter: one_hot's range check reads the indices on the host, a sync per call
+            return (f"{self.float_like}.new_zeros((*{t.name}.shape, {t.class_axis.name}))"
+                    f".scatter_(-1, {t.name}.unsqueeze(-1), 1.0)")
         return s.name
 
     def _print_Pow(self, e):

@@ -5,10 +5,11 @@
 
 Parameters are a plain dict in the seeds' order (C, W1, b1, W2, b2, bngain,
 bnbias), so that a training step is just a function of that dict and a batch.
-Two steps compute ``(loss, grads)``: ``AutogradStep`` (the baseline, torch
-autograd) and the generated one (``symbp.generated_step.GeneratedStep``,
-symbp's own backward, with no autograd at all). Both must agree; the training
-loop does not care which it has.
+``forward`` is the network's one definition. Two steps compute ``(loss,
+grads)`` from it: ``AutogradStep`` (the baseline, torch autograd) and the
+generated one (``symbp.generated_step.GeneratedStep``, symbp's own backward,
+with no autograd at all). Both must agree; the training loop does not care
+which it has, and either can go through ``torch.compile``.
 
 BatchNorm uses Bessel's correction (variance over n-1) in training, as the
 seeds do, so a batch needs at least two examples. At inference the mean and
@@ -16,6 +17,8 @@ variance come from ``calibrate`` over the whole training set.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +35,8 @@ BACKWARDS = ("generated", "autograd")
 EVAL_CHUNK = 50_000
 #: A sampled name stops here even if '.' never comes (an untrained model can ramble forever).
 MAX_SAMPLE_LENGTH = 100
+#: The ``torch.compile`` backend of ``--compile`` ("inductor" needs a C compiler; tests use "aot_eager").
+COMPILE_BACKEND = "inductor"
 
 
 def init_params(vocab_size: int, block_size: int, n_embd: int = 10, n_hidden: int = 200,
@@ -69,25 +74,54 @@ def count_params(params: dict) -> int:
 
 def preactivation(params: dict, X):
     """``hprebn = C[X].view(n, -1) @ W1 + b1``: the hidden layer before BatchNorm, (n, n_hidden)."""
-    emb = params["C"][X]  # (n, block, n_embd)
-    embcat = emb.view(emb.shape[0], -1)  # (n, block*n_embd)
-    return embcat @ params["W1"] + params["b1"]
+    return torch.addmm(params["b1"], params["C"][X].flatten(1), params["W1"])
 
 
-def batch_stats(hprebn):
-    """The batch mean and Bessel-corrected variance of ``hprebn``, each (1, n_hidden)."""
-    n = hprebn.shape[0]
-    bnmeani = hprebn.sum(0, keepdim=True) / n
-    bndiff = hprebn - bnmeani
-    bnvar = (bndiff**2).sum(0, keepdim=True) / (n - 1)
-    return bnmeani, bnvar
+class Activations(NamedTuple):
+    """The forward tensors that the generated backward passes read, named as in the layer specs."""
+
+    embcat: torch.Tensor  # (n, block*n_embd) the first linear layer's input
+    bnvar_inv: torch.Tensor  # (1, n_hidden) 1/sqrt(var + eps)
+    bnraw: torch.Tensor  # (n, n_hidden) the normalised hidden layer
+    h: torch.Tensor  # (n, n_hidden) tanh's output, the second linear layer's input
 
 
-def logits_from(params: dict, hprebn, mean, var):
-    """BatchNorm with the given statistics, tanh, and the output layer: (n, vocab)."""
-    bnraw = (hprebn - mean) * (var + BN_EPS) ** -0.5
-    h = torch.tanh(params["bngain"] * bnraw + params["bnbias"])  # (n, n_hidden)
-    return h @ params["W2"] + params["b2"]
+def forward(params: dict, X, stats=None):
+    """The MLP from indices to logits: ``(logits (n, vocab), Activations)``.
+
+    The one definition of the network, used by both training steps, the
+    evaluation and sampling. BatchNorm uses the batch's mean and Bessel
+    variance, or with ``stats`` (``{'bnmean', 'bnvar'}``, from ``calibrate``)
+    fixed inference statistics. Each line is one fused torch call
+    (``addmm``, ``var_mean``, ``addcmul``), because at batch 32 a step costs
+    about as much per torch call as per FLOP. Without autograd (the generated
+    step, evaluation) BatchNorm and tanh work in place.
+    """
+    embcat = params["C"][X].flatten(1)  # (n, block*n_embd)
+    hprebn = torch.addmm(params["b1"], embcat, params["W1"])  # (n, n_hidden)
+    if stats is None:
+        bnvar, bnmean = torch.var_mean(hprebn, 0, correction=1, keepdim=True)
+    else:
+        bnmean, bnvar = stats["bnmean"], stats["bnvar"]
+    bnvar_inv = torch.rsqrt(bnvar + BN_EPS)  # (1, n_hidden)
+    if torch.is_grad_enabled():  # autograd needs every intermediate as it was
+        bnraw = (hprebn - bnmean) * bnvar_inv  # (n, n_hidden)
+        h = torch.tanh(torch.addcmul(params["bnbias"], params["bngain"], bnraw))  # (n, n_hidden)
+    else:  # nothing reads hprebn or hpreact again: overwrite them (half the memory, no allocations)
+        bnraw = hprebn.sub_(bnmean).mul_(bnvar_inv)
+        h = torch.addcmul(params["bnbias"], params["bngain"], bnraw).tanh_()
+    logits = torch.addmm(params["b2"], h, params["W2"])  # (n, vocab)
+    return logits, Activations(embcat, bnvar_inv, bnraw, h)
+
+
+def check_batch(Xb) -> None:
+    if Xb.shape[0] < 2:
+        raise TrainError("BatchNorm with Bessel's correction needs a batch of at least 2 examples")
+
+
+def loss_of(params: dict, Xb, Yb):
+    """The training loss: mean cross-entropy of ``forward`` with batch statistics."""
+    return F.cross_entropy(forward(params, Xb)[0], Yb)
 
 
 class AutogradStep:
@@ -95,27 +129,33 @@ class AutogradStep:
 
     ``step(params, Xb, Yb) -> (loss, {name: grad})``. The parameters
     themselves are left untouched and need no ``requires_grad``; the loss is a
-    detached 0-d tensor.
+    detached 0-d tensor. With ``compile``, the forward (``loss_of``) goes
+    through ``torch.compile`` as a user would compile a model, and AOTAutograd
+    compiles its backward.
     """
 
     name = "autograd"
 
+    def __init__(self, compile: bool = False):
+        self.loss_of = torch.compile(loss_of, dynamic=False, backend=COMPILE_BACKEND) if compile else loss_of
+
     def __call__(self, params: dict, Xb, Yb):
-        if Xb.shape[0] < 2:
-            raise TrainError("BatchNorm with Bessel's correction needs a batch of at least 2 examples")
+        check_batch(Xb)
         leaves = {k: p.detach().requires_grad_() for k, p in params.items()}
         with torch.enable_grad():
-            hprebn = preactivation(leaves, Xb)
-            logits = logits_from(leaves, hprebn, *batch_stats(hprebn))
-            loss = F.cross_entropy(logits, Yb)
+            loss = self.loss_of(leaves, Xb, Yb)
             grads = torch.autograd.grad(loss, list(leaves.values()))
         return loss.detach(), dict(zip(leaves, grads))
 
 
-def make_step(backward: str):
-    """The training step for ``--backward``: ``'autograd'`` or ``'generated'`` (symbp's own code)."""
+def make_step(backward: str, compile: bool = False):
+    """The training step for ``--backward``: ``'autograd'`` or ``'generated'`` (symbp's own code).
+
+    ``compile`` puts it through ``torch.compile`` (``COMPILE_BACKEND``): the
+    forward for autograd, the whole step for the generated backward.
+    """
     if backward == "autograd":
-        return AutogradStep()
+        return AutogradStep(compile=compile)
     if backward == "generated":
         try:
             from symbp.generated_step import GeneratedStep
@@ -124,7 +164,7 @@ def make_step(backward: str):
                 raise
             raise TrainError("the generated backward is not available in this installation; "
                              "use --backward autograd") from None
-        return GeneratedStep()
+        return GeneratedStep(compile=compile)
     raise TrainError(f"unknown backward {backward!r}; choose {' or '.join(BACKWARDS)}")
 
 
@@ -153,8 +193,7 @@ def split_loss(params: dict, stats: dict, X, Y, chunk: int = EVAL_CHUNK) -> floa
     """Mean cross-entropy over ``(X, Y)`` with BatchNorm in inference mode (the calibrated stats)."""
     total = 0.0
     for i in range(0, X.shape[0], chunk):
-        hprebn = preactivation(params, X[i:i + chunk])
-        logits = logits_from(params, hprebn, stats["bnmean"], stats["bnvar"])
+        logits, _ = forward(params, X[i:i + chunk], stats)
         total += F.cross_entropy(logits, Y[i:i + chunk], reduction="sum").item()
     return total / X.shape[0]
 
@@ -168,7 +207,7 @@ def sample(params: dict, stats: dict, itos, block_size: int, n: int = 20, seed: 
         out, context = [], [0] * block_size
         while len(out) < MAX_SAMPLE_LENGTH:
             X = torch.tensor([context], device=params["C"].device)
-            logits = logits_from(params, preactivation(params, X), stats["bnmean"], stats["bnvar"])
+            logits, _ = forward(params, X, stats)
             ix = torch.multinomial(F.softmax(logits, dim=1), num_samples=1, generator=g).item()
             if itos[ix] == TERMINATOR:
                 break

@@ -8,8 +8,14 @@ ends with exactly the parameters of a run that was never stopped.
 
 Ctrl-C is taken at the next step boundary (a second Ctrl-C stops at once and
 keeps the last periodic checkpoint), so a checkpoint never holds a
-half-applied update. A NaN or infinite loss stops training before the bad
-update and keeps the last good checkpoint.
+half-applied update. A NaN or infinite loss stops training and keeps the last
+good checkpoint: losses are checked once per block of ``BLOCK_STEPS`` steps
+(and blocks end on checkpoint steps), so the loop never waits on the device
+inside a block, and no checkpoint is written after a bad step.
+
+Per step the loop makes one training-step call and one fused SGD update
+(``torch._foreach_add_``); minibatch indices are drawn a block at a time
+(the same numbers as one draw per step).
 
 Files in the output folder: ``checkpoint.pt`` (loadable with
 ``torch.load(weights_only=True)``: tensors, lists, dicts, numbers and strings
@@ -57,6 +63,8 @@ CURVE_CHUNK = 1000
 #: The model sizes a checkpoint must share with the configuration it is resumed under.
 SIZE_KEYS = ("vocab_size", "block_size", "n_embd", "n_hidden")
 CHECKPOINT_VERSION = 1
+#: Steps whose minibatch indices are drawn in one call, and whose losses are checked in one host sync.
+BLOCK_STEPS = 100
 
 
 class CheckpointError(TrainError):
@@ -93,6 +101,7 @@ class TrainConfig:
     backward: str = "generated"
     checkpoint_every: int = 10_000
     quiet: bool = False
+    compile: bool = False
 
     def validate(self) -> None:
         for name in ("steps", "n_hidden", "n_embd", "block_size", "checkpoint_every"):
@@ -104,6 +113,8 @@ class TrainConfig:
                              f"by n-1), not {self.batch_size!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise TrainError(f"the learning rate must be a positive number, not {self.lr!r}")
+        if not isinstance(self.compile, bool):
+            raise TrainError(f"compile must be true or false, not {self.compile!r}")
         if self.backward not in BACKWARDS:
             raise TrainError(f"unknown backward {self.backward!r}; choose {' or '.join(BACKWARDS)}")
         self.torch_device()
@@ -168,54 +179,83 @@ def train(config: TrainConfig, callback=None, log=None) -> dict:
     except OSError as e:
         raise TrainError(f"cannot create output folder {str(out)!r}: {e.strerror}") from None
 
-    def save(step, stats=None):
+    def save(step, generator_state, stats=None):
         _save_checkpoint(ckpt_path, {
             "version": CHECKPOINT_VERSION, "params": {k: v.cpu() for k, v in params.items()},
-            "step": step, "generator": g.get_state(), "losses": torch.tensor(losses, dtype=torch.float32),
+            "step": step, "generator": generator_state, "losses": torch.tensor(losses, dtype=torch.float32),
             "train_seconds": trained_s + (time.perf_counter() - t_loop), "config": dataclasses.asdict(config),
             "itos": itos, "sizes": sizes, "data_sha256": data_sha, "bn_stats": stats})
 
     log(f"symbp: {count_params(params):,} parameters, {Xtr.shape[0]:,} training examples, "
-        f"backward {config.backward}")
+        f"backward {config.backward}" + (", compiled" if config.compile else ""))
     t_loop = time.perf_counter()
     saved_step = start if config.resume else None
     bar = _progress(config, start)
+    plist = [params[name] for name in PARAM_NAMES]
+    pending = []  # the losses (0-d tensors) of steps done but not yet checked and logged
+
+    def flush():
+        """Check and log the pending losses: one host sync per block of steps, not one per step."""
+        if not pending:
+            return
+        values = torch.stack(pending).tolist()
+        pending.clear()
+        for i, loss in enumerate(values):
+            if not math.isfinite(loss):
+                raise TrainingError(f"the loss became {loss} at step {len(losses) + i:,}; "
+                                    + _kept(saved_step, ckpt_path) + "; try a smaller --lr")
+        losses.extend(math.log10(loss) for loss in values)
+        if bar is not None:
+            bar.update(len(values))
+            bar.set_postfix_str(f"loss {values[-1]:.4f}", refresh=False)
+
+    block = _Block(g, start, config.batch_size, Xtr.shape[0])
+    compile_s = 0.0
     try:
         with _sigint_at_step_boundary() as interrupted:
-            for step in range(start, config.steps):
-                if interrupted.is_set():
-                    raise KeyboardInterrupt
-                ix = torch.randint(0, Xtr.shape[0], (config.batch_size,), generator=g).to(device)
-                loss, grads = step_fn(params, Xtr[ix], Ytr[ix])
-                loss = loss.item()
-                if not math.isfinite(loss):
-                    raise TrainingError(f"the loss became {loss} at step {step:,}; "
-                                        + _kept(saved_step, ckpt_path) + "; try a smaller --lr")
-                lr = config.lr_at(step)
-                with torch.no_grad():
-                    for name in PARAM_NAMES:
-                        params[name].add_(grads[name], alpha=-lr)  # plain SGD: p -= lr * g
-                losses.append(math.log10(loss))
-                done = step + 1
-                if bar is not None:
-                    bar.update(1)
-                    if done % 100 == 0:
-                        bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
-                if callback is not None:
-                    callback(done, loss)
-                if done % config.checkpoint_every == 0 and done < config.steps:
+            if config.compile:  # compile now (timed as training), so that a failure is one clear error
+                t_compile = time.perf_counter()
+                try:
+                    step_fn = make_step(config.backward, compile=True)
+                    ix = torch.arange(config.batch_size, device=device) % Xtr.shape[0]
+                    step_fn(params, Xtr[ix], Ytr[ix])
+                except Exception as e:
+                    raise TrainError(f"torch.compile failed ({_root_cause(e)}); "
+                                     "train without --compile") from None
+                compile_s = time.perf_counter() - t_compile
+            step = start
+            while step < config.steps:
+                # a block ends at the next multiple of BLOCK_STEPS or of checkpoint_every
+                end = min(config.steps, (step // BLOCK_STEPS + 1) * BLOCK_STEPS,
+                          (step // config.checkpoint_every + 1) * config.checkpoint_every)
+                ix = block.draw(step, end).to(device)  # (end - step, batch)
+                Xblock, Yblock = Xtr[ix], Ytr[ix]
+                for i in range(end - step):
+                    if interrupted.is_set():
+                        raise KeyboardInterrupt
+                    loss, grads = step_fn(params, Xblock[i], Yblock[i])
+                    # plain SGD, p -= lr * g, as one fused update of every parameter
+                    torch._foreach_add_(plist, [grads[name] for name in PARAM_NAMES],
+                                        alpha=-config.lr_at(step + i))
+                    pending.append(loss)
+                    if callback is not None:
+                        callback(step + i + 1, loss.item())
+                step = end
+                flush()
+                if step % config.checkpoint_every == 0 and step < config.steps:
                     if not all(torch.isfinite(p).all() for p in params.values()):
-                        raise TrainingError(f"the parameters became non-finite by step {done:,}; "
+                        raise TrainingError(f"the parameters became non-finite by step {step:,}; "
                                             + _kept(saved_step, ckpt_path) + "; try a smaller --lr")
-                    save(done)
-                    saved_step = done
+                    save(step, block.state(step))
+                    saved_step = step
     except _HardInterrupt:
         resume = f"; continue with: symbp train --resume --out {out}" if saved_step is not None else ""
         raise TrainingInterrupted(f"interrupted; {_kept(saved_step, ckpt_path)}{resume}",
                                   step=saved_step or 0, saved=saved_step is not None) from None
     except KeyboardInterrupt:
-        done = len(losses)  # every step that finished appended its loss
-        save(done)
+        done = len(losses) + len(pending)  # every step that finished has its loss here
+        flush()
+        save(done, block.state(done))
         raise TrainingInterrupted(f"interrupted at step {done:,} of {config.steps:,}; checkpoint saved to "
                                   f"{ckpt_path}; continue with: symbp train --resume --out {out}",
                                   step=done, saved=True) from None
@@ -224,7 +264,7 @@ def train(config: TrainConfig, callback=None, log=None) -> dict:
             bar.close()
 
     stats = calibrate(params, Xtr)
-    save(config.steps, stats)
+    save(config.steps, g.get_state(), stats)
     trained_s += time.perf_counter() - t_loop
     result = {name: split_loss(params, stats, *(t.to(device) for t in xy))
               for name, xy in (("train", data.train), ("val", data.val), ("test", data.test))}
@@ -233,11 +273,38 @@ def train(config: TrainConfig, callback=None, log=None) -> dict:
         "parameters": count_params(params),
         "examples": {k: int(v[0].shape[0]) for k, v in data._asdict().items()},
         "train_seconds": round(trained_s, 3), "wall_seconds": round(time.perf_counter() - t_start, 3),
+        "compile_seconds": round(compile_s, 3),
         "config": dataclasses.asdict(config),
     }
     write_atomic(out / METRICS, json.dumps(metrics, indent=2) + "\n")
     _plot(losses, out / PLOT, log)
     return metrics
+
+
+class _Block:
+    """Minibatch indices drawn a block of steps at a time, the same numbers as one draw per step.
+
+    ``torch.randint`` of shape (k, batch) takes the generator through the same
+    values as k draws of (batch,), so blocks change nothing in a run; the
+    generator's state at any step inside the block (for a checkpoint after
+    Ctrl-C) is recovered by redrawing from the block's start.
+    """
+
+    def __init__(self, g: torch.Generator, step: int, batch_size: int, n: int):
+        self.g, self.batch_size, self.n = g, batch_size, n
+        self.start, self.start_state = step, g.get_state()
+
+    def draw(self, start: int, end: int):
+        self.start, self.start_state = start, self.g.get_state()
+        return torch.randint(0, self.n, (end - start, self.batch_size), generator=self.g)
+
+    def state(self, step: int):
+        """The generator's state once the minibatches of all steps before ``step`` are drawn."""
+        if step == self.start:
+            return self.start_state
+        g = torch.Generator().set_state(self.start_state)
+        torch.randint(0, self.n, (step - self.start, self.batch_size), generator=g)
+        return g.get_state()
 
 
 def load_checkpoint(path) -> dict:
@@ -297,6 +364,14 @@ def _save_checkpoint(path: Path, obj: dict) -> None:
         if isinstance(e, OSError):
             raise TrainError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
         raise
+
+
+def _root_cause(e: BaseException) -> str:
+    """The first line of the innermost exception (torch.compile wraps a backend's error in its own)."""
+    while getattr(e, "inner_exception", None) or e.__cause__:
+        e = getattr(e, "inner_exception", None) or e.__cause__
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
 
 
 def _kept(saved_step, path) -> str:

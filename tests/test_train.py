@@ -477,3 +477,63 @@ def test_training_on_the_generated_backward_follows_autograd(words_file, tmp_pat
     for k in PARAM_NAMES:
         torch.testing.assert_close(pb[k], pa[k], rtol=1e-4, atol=1e-5, msg=k)
     assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+
+
+def test_compiled_training_follows_eager_training(words_file, tmp_path, monkeypatch):
+    """``compile=True`` (with the aot_eager backend, which needs no C compiler) trains the same model."""
+    from symbp import model
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(model, "COMPILE_BACKEND", "aot_eager")
+    for backward in ("generated", "autograd"):
+        eager = train(config(words_file, tmp_path / f"{backward}-eager", steps=30, backward=backward))
+        compiled = train(config(words_file, tmp_path / f"{backward}-compiled", steps=30, backward=backward,
+                                compile=True))
+        pe = load_checkpoint(tmp_path / f"{backward}-eager" / "checkpoint.pt")
+        pc = load_checkpoint(tmp_path / f"{backward}-compiled" / "checkpoint.pt")
+        for k in PARAM_NAMES:
+            torch.testing.assert_close(pc["params"][k], pe["params"][k], rtol=1e-4, atol=1e-5, msg=k)
+        assert compiled["loss"] == pytest.approx(eager["loss"], rel=1e-4)
+        assert pc["config"]["compile"] is True and pe["config"]["compile"] is False
+        assert compiled["compile_seconds"] > 0 and eager["compile_seconds"] == 0
+
+
+def test_a_failing_compile_is_one_train_error(words_file, tmp_path, monkeypatch):
+    from symbp import model
+
+    def no_compiler(graph, example_inputs):  # as inductor fails where there is no C compiler
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(model, "COMPILE_BACKEND", no_compiler)
+    with pytest.raises(TrainError, match="torch.compile failed .*No working C.. compiler.*without --compile"):
+        train(config(words_file, tmp_path / "run", backward="generated", compile=True))
+
+
+def test_block_draws_are_the_per_step_draws():
+    """Drawing a block of minibatches at once gives the seeds' per-step numbers and generator states."""
+    g = torch.Generator().manual_seed(7)
+    per_step, states = [], [g.get_state()]
+    for _ in range(9):
+        per_step.append(torch.randint(0, 1000, (5,), generator=g))
+        states.append(g.get_state())
+    g2 = torch.Generator().manual_seed(7)
+    block = train_mod._Block(g2, 0, 5, 1000)
+    assert torch.equal(block.draw(0, 4), torch.stack(per_step[:4]))
+    assert torch.equal(block.draw(4, 9), torch.stack(per_step[4:]))
+    for step in range(4, 10):
+        assert torch.equal(block.state(step), states[step]), step
+
+
+def test_cli_compile_flag_is_kept_on_resume(words_file, tmp_path):
+    from symbp.cli_train import config_from_args
+
+    parser = argparse.ArgumentParser(prog="symbp")
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    assert config_from_args(parser.parse_args(["train", "--compile"])).compile is True
+    assert config_from_args(parser.parse_args(["train"])).compile is False
+    out = tmp_path / "run"
+    train(config(words_file, out, steps=10, compile=False))
+    assert config_from_args(parser.parse_args(["train", "--resume", "--out", str(out)])).compile is False
+    resumed = parser.parse_args(["train", "--resume", "--out", str(out), "--compile"])
+    assert config_from_args(resumed).compile is True
