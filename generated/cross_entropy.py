@@ -69,7 +69,7 @@ def backward(_ctx, dloss, needs=None):
     c = _ctx["c"]
     targets = _ctx["targets"]
     probs = _ctx["probs"]
-    dlogits = (dloss/n)*(probs - dloss.new_zeros((*targets.shape, c)).scatter_(-1, targets.unsqueeze(-1), 1.0))  # (n, c) (21) fused: dloss -> dlogits
+    dlogits = (dloss/n)*(probs - probs.new_zeros((*targets.shape, c)).scatter_(-1, targets.unsqueeze(-1), 1.0))  # (n, c) (21) fused: dloss -> dlogits
     return dlogits,
 
 
@@ -83,7 +83,7 @@ def backward_chunked(_ctx, dloss):
     counts_sum = _ctx["counts_sum"]
     counts_sum_inv = _ctx["counts_sum_inv"]
     probs = _ctx["probs"]
-    dlogprobs = -(dloss/n)*dloss.new_zeros((*targets.shape, c)).scatter_(-1, targets.unsqueeze(-1), 1.0)  # (n, c) (9) through loss = -Σ_n(Σ_c(logprobs*targets))/n
+    dlogprobs = -(dloss/n)*logits.new_zeros((*targets.shape, c)).scatter_(-1, targets.unsqueeze(-1), 1.0)  # (n, c) (9) through loss = -Σ_n(Σ_c(logprobs*targets))/n
     dprobs = dlogprobs/probs  # (n, c) (10) through logprobs = log(probs)
     dcounts_sum_inv = (counts*dprobs).sum(1, keepdim=True)  # (n, 1) (11) through probs = counts*counts_sum_inv
     dcounts_sum = -dcounts_sum_inv/counts_sum**2  # (n, 1) (12) through counts_sum_inv = 1/counts_sum

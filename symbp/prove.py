@@ -316,3 +316,18 @@ def prove_exact(derivation, sizes=EXACT_SIZES, trials: int = 2, seed: int = 0) -
                            "points": test["points"], "exact": test["exact"],
                            "counterexample": test["counterexample"]}
     return out
+
+
+def side_conditions(spec) -> list:
+    """What the proof assumes beyond the bindings: divisors made of axis sizes are non-zero,
+    class data is one-hot (each row sums to one), options are positive."""
+    axes = set(spec.axis_list)
+    found = []
+    for t in spec.bindings:
+        for node in sp.preorder_traversal(t.expr):
+            if isinstance(node, sp.Pow) and node.exp.is_negative and node.base.free_symbols <= axes \
+                    and not node.base.is_Symbol and node.base.free_symbols and f"{node.base} > 0" not in found:
+                found.append(f"{node.base} > 0")
+    found += [f"{t.name} one-hot along {t.class_axis}" for t in spec.tensors.values() if t.role == "classes"]
+    found += [f"{o} > 0" for o in spec.options]
+    return found

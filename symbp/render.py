@@ -88,11 +88,13 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
                    + ", ".join(f"{v} = {spec.tensors[v].expr}"
                                for v in sorted({c.via for c in ch.contributions[n]})))
                   for n, e in ch.statements()]
-    chunk_stmts = lower_statements(spec, chunk_rows, adj_env, cse=False, float_like=grad.name)
+    chunk_stmts = lower_statements(spec, chunk_rows, adj_env, cse=False,
+                                   float_like=_float_tensor(spec, [r[1] for r in chunk_rows], grad))
 
     fused_rows = [(grad_name(t.name), d.fused.gradients.get(t.name, sp.S.Zero), t.dims,
                    f"({eqn['fused'][grad_name(t.name)]}) fused: d{out.name} -> d{t.name}") for t in diff]
-    fused_stmts = lower_statements(spec, fused_rows, adj_env, cse=True, float_like=grad.name)
+    fused_stmts = lower_statements(spec, fused_rows, adj_env, cse=True,
+                                   float_like=_float_tensor(spec, [r[1] for r in fused_rows], grad))
     _guard_by_needs(fused_stmts, [grad_name(t.name) for t in diff])
 
     readable = [a.name for a in spec.axis_list] + [t.name for t in spec.tensors.values()] + list(spec.options)
@@ -172,6 +174,16 @@ def _reads(exprs, spec, readable, stmts) -> list:
     for e in exprs:
         visit(e)
     return [k for k in readable if k in used]
+
+
+def _float_tensor(spec, exprs, grad) -> str:
+    """A floating-point forward tensor the backward reads (one-hot data takes its dtype), else the
+    incoming gradient (which a caller may pass as a plain number, so it comes last)."""
+    used = set().union(*(e.free_symbols for e in exprs))
+    for t in spec.tensors.values():
+        if t.symbol in used and t.role not in ("classes",):
+            return t.name
+    return grad.name
 
 
 def _blocks(stmts) -> list:
