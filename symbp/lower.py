@@ -448,6 +448,10 @@ def lower_expr(printer: TorchCode, expr, target_dims) -> str:
     if have < want and broadcast(got, tuple(target_dims)) == tuple(target_dims):
         printer.sizes_used |= {a.name for a in target_dims if a != 1}
         return f"{wrapped}.expand{shape_code(target_dims)}"  # a broadcast: a view, no copy
+    if have < want and [a for a in got if a != 1] == [a for a in target_dims if a in have]:
+        printer.sizes_used |= {a.name for a in target_dims if a != 1}
+        kept = tuple(a if a in have else 1 for a in target_dims)  # drop kept dims, then broadcast
+        return f"{wrapped}.reshape{shape_code(kept)}.expand{shape_code(target_dims)}"
     if have != want:
         raise LoweringError(f"{expr} has dims {got}, expected {tuple(target_dims)}")
     printer.sizes_used |= {a.name for a in target_dims if a != 1}

@@ -325,9 +325,10 @@ def side_conditions(spec) -> list:
     found = []
     for t in spec.bindings:
         for node in sp.preorder_traversal(t.expr):
-            if isinstance(node, sp.Pow) and node.exp.is_negative and node.base.free_symbols <= axes \
-                    and not node.base.is_Symbol and node.base.free_symbols and f"{node.base} > 0" not in found:
-                found.append(f"{node.base} > 0")
+            base = node.base if isinstance(node, sp.Pow) and node.exp.is_negative else None
+            if base is not None and base.free_symbols and base.free_symbols <= axes \
+                    and not base.is_Symbol and f"{base} > 0" not in found:
+                found.append(f"{base} > 0")
     found += [f"{t.name} one-hot along {t.class_axis}" for t in spec.tensors.values() if t.role == "classes"]
     found += [f"{o} > 0" for o in spec.options]
     return found

@@ -132,7 +132,8 @@ def _backprop(spec, expr, adjoint, via, ch, needs, spread=frozenset()):
         part = drop_deltas(sp.diff(local, ph)).xreplace(back)
         flow = adjoint * part
         flow = reduce_over(spec, flow, (spec.axes_of(flow) | spread) - spec.axes_of(red))
-        inner = {red.axis}  # flow now has the reduction's own axes; its operand is spread along this one
+        # still implicit: axes of the reduction that flow is broadcast along, and the reduced axis
+        inner = ((spread & spec.axes_of(red)) - spec.axes_of(flow)) | {red.axis}
         if isinstance(red, Max):
             flow = flow * ArgmaxMask(red.axis, red.body)
         elif not isinstance(red, Sum):

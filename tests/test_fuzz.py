@@ -58,7 +58,7 @@ KNOWN = ("engine bugs the fuzzer finds in every hundred-example run (each has a 
          "sends the solver into NotImplementedError or a division by zero")
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN)
+@pytest.mark.skipif(False, reason="")
 @settings(max_examples=100, deadline=None, derandomize=True, database=None,
           phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
 @given(data=st.data(), edge=st.sampled_from(["none", "zeros", "ties"]), seed=st.integers(0, 2**16))
@@ -138,8 +138,6 @@ BROADCAST_IN_SUM = source('n, d = s.axes("n d")', 'x0 = s.input("x0", (n, d))', 
                           's.output("y", Sum(n, x0 + w0), dims=(1, d))')
 
 
-@pytest.mark.xfail(strict=True, reason="engine: the adjoint of Sum(n, x + w) with w free of n gives dw = dy, "
-                                       "not n*dy (a broadcast term inside a reduction loses the axis size)")
 def test_broadcast_term_inside_a_sum(tmp_path):
     assert_passes(tmp_path, BROADCAST_IN_SUM)
 
@@ -162,8 +160,6 @@ def test_check_is_not_fooled_by_broadcast_in_sum(tmp_path, capsys):
     assert all(r.approximate for r in rows) == engine_right
 
 
-@pytest.mark.xfail(strict=True, reason="engine: an input whose gradient is identically zero lowers to "
-                                       "'0.expand(n, c)', a SyntaxError in the generated module")
 def test_identically_zero_gradient(tmp_path):
     src = source('n, c = s.axes("n c")', 'x0 = s.input("x0", (n, c))', 'w1 = s.param("w1", (1, c))',
                  'b1 = s.let("b1", x0, dims=(n, c))', 'b2 = s.let("b2", x0, dims=(n, c))',
@@ -171,9 +167,6 @@ def test_identically_zero_gradient(tmp_path):
     assert_passes(tmp_path, src)
 
 
-@pytest.mark.xfail(strict=True, reason="engine: an input that cancels symbolically (x0 - x0) raises "
-                                       "ValueError 'x0 gets no gradient' (a traceback) instead of a zero "
-                                       "gradient or a one-line refusal")
 def test_input_that_cancels(tmp_path):
     src = source('n, d = s.axes("n d")', 'x0 = s.input("x0", (n, d))', 'x1 = s.input("x1", (n, d))',
                  'b0 = s.let("b0", x1**3 - (x0 - x0), dims=(n, d))', 's.output("y", tanh(b0))')
@@ -182,8 +175,6 @@ def test_input_that_cancels(tmp_path):
 
 
 @pytest.mark.parametrize("reduction", ["Sum", "Max"])
-@pytest.mark.xfail(strict=True, reason="report: a power of a reduction, Sum(d, x)**2, crashes the LaTeX view "
-                                       "(Reduction._latex() got an unexpected keyword argument 'exp')")
 def test_power_of_a_reduction(tmp_path, reduction):
     src = source('n, d = s.axes("n d")', 'x0 = s.input("x0", (n, d))',
                  f'b0 = s.let("b0", {reduction}(d, x0)**2, dims=(n, 1))',
@@ -191,8 +182,6 @@ def test_power_of_a_reduction(tmp_path, reduction):
     assert_passes(tmp_path, src)
 
 
-@pytest.mark.xfail(strict=True, reason="engine: saving Abs(...) sends sympy.solve into NotImplementedError "
-                                       "(a traceback) in basis_rewrites")
 def test_saved_abs(tmp_path):
     src = source('n, d = s.axes("n d")', 'x0 = s.input("x0", (n, d))', 'b0 = s.let("b0", Abs(x0))',
                  's.output("y", b0 * x0)', 's.save(b0)')
@@ -200,8 +189,6 @@ def test_saved_abs(tmp_path):
     assert out.status in ("pass", "refused"), out
 
 
-@pytest.mark.xfail(strict=True, reason="engine: saving a product with log(x**2 + 1) sends sympy.solve into "
-                                       "NotImplementedError 'multiple generators' (a traceback)")
 def test_saved_product_with_log(tmp_path):
     src = source('n, d = s.axes("n d")', 'x0 = s.input("x0", (n, d))',
                  'b0 = s.let("b0", log(x0**2 + 1) * x0)', 's.output("y", b0 + x0)', 's.save(b0)')
@@ -209,9 +196,6 @@ def test_saved_product_with_log(tmp_path):
     assert out.status in ("pass", "refused"), out
 
 
-@pytest.mark.xfail(strict=True, reason="engine: with b0 = w0*w1 and w0 saved, the fused dw0 is b0/w0 (w1 "
-                                       "solved from the saved product): non-finite at w0 = 0 where autograd "
-                                       "gives w1")
 def test_saved_product_divides_by_zero(tmp_path):
     src = source('n, c = s.axes("n c")', 'x0 = s.input("x0", (n, c))', 'w0 = s.param("w0", (1, c))',
                  'w1 = s.param("w1", (1, c))', 'b0 = s.let("b0", w0 * w1)',
@@ -220,8 +204,6 @@ def test_saved_product_divides_by_zero(tmp_path):
     assert_passes(tmp_path, src, edge="zeros")  # a third of w0 is 0
 
 
-@pytest.mark.xfail(strict=True, reason="engine: Max's adjoint goes to one argmax; torch.amax (the op the "
-                                       "forward prints) splits it evenly among ties")
 def test_max_ties_split_evenly(tmp_path):
     src = source('n, d = s.axes("n d")', 'x0 = s.input("x0", (n, d))',
                  's.output("y", Max(d, x0), dims=(n, 1))')
@@ -235,18 +217,12 @@ def test_max_ties_split_evenly(tmp_path):
 
 
 @pytest.mark.parametrize("use", ["Sum(d, w0) - x1", "Sum(d, w0) * x1"])
-@pytest.mark.xfail(strict=True, reason="lowering: the gradient of a (d,)-dims parameter reduced over its own "
-                                       "axis is a scalar that is not broadcast back: LoweringError 'has dims "
-                                       "(1, 1), expected (d,)' refuses a valid spec ((1, d) works)")
 def test_flat_parameter_reduced_over_its_own_axis(tmp_path, use):
     src = source('n, d = s.axes("n d")', 'x1 = s.input("x1", (n, d))', 'w0 = s.param("w0", (d,))',
                  f'b0 = s.let("b0", {use}, dims=(n, d))', 's.output("y", Sum(n, Sum(d, b0)), dims=())')
     assert_passes(tmp_path, src)
 
 
-@pytest.mark.xfail(strict=True, reason="engine: saving b0 = x0*(w1 - x1) is refused with 'rewriting into "
-                                       "saved quantities does not settle' (a natural save choice must "
-                                       "settle, or the saved tensor simply not be used)")
 def test_saved_product_of_a_difference_settles(tmp_path):
     src = source('n, d = s.axes("n d")', 'x0 = s.input("x0", (n, d))', 'x1 = s.input("x1", (n, d))',
                  'w1 = s.param("w1", (1, d))', 'b0 = s.let("b0", x0 * (w1 - x1))',
@@ -254,16 +230,12 @@ def test_saved_product_of_a_difference_settles(tmp_path):
     assert_passes(tmp_path, src)
 
 
-@pytest.mark.xfail(strict=True, reason="engine: saving h = x*exp(x) rewrites x as LambertW(h) (wrong for "
-                                       "x < -1), which lowering cannot print (a traceback)")
 def test_saved_x_exp_x(tmp_path):
     src = source('n, d = s.axes("n d")', 'x0 = s.input("x0", (n, d))', 'h = s.let("h", x0 * exp(x0))',
                  's.output("y", Sum(n, Sum(d, h**2)), dims=())', 's.save(h)')
     assert_passes(tmp_path, src)
 
 
-@pytest.mark.xfail(strict=True, reason="engine: saving b2 = (b0 + x0 + tanh(b0))*b0 with b0 = max_n(x0)*2*x0 "
-                                       "sends sympy.solve into NotImplementedError 'multiple generators'")
 def test_saved_binding_with_tanh_of_a_max_product(tmp_path):
     src = source('n, d = s.axes("n d")', 'x0 = s.input("x0", (n, d))',
                  'b0 = s.let("b0", Max(n, x0) * (x0 + x0))',
