@@ -37,7 +37,7 @@ from fractions import Fraction
 import mpmath
 import sympy as sp
 
-from symbp.spec import ArgmaxMask, Max, Reduction, SpecError, Sum
+from symbp.spec import ArgmaxMask, Max, SpecError, Sum
 
 MP_DIGITS = 50
 MP = mpmath.MPContext()  # a private context: the global mpmath precision stays as it is
@@ -180,7 +180,7 @@ class Reader:
         if not base.startswith("d"):
             return None
         t = self.spec.tensors.get(base[1:])
-        if t is None or t.role == "classes" or t.role == "output" or base[1:] not in self.chunked.contributions:
+        if t is None or t.role in ("classes", "output") or t.name not in self.chunked.contributions:
             return None
         return t.name
 
@@ -210,8 +210,10 @@ class Reader:
             return Val(spec.options[name].symbol, ())
         if name == "range":
             return "range"
-        known = ", ".join(t for t, v in spec.tensors.items() if v.role != "classes")
-        self.fail(node, f"unknown name {name!r} (the layer {spec.name}'s tensors are {known})")
+        known = ", ".join(t for t, v in spec.tensors.items() if v.role not in ("classes", "output"))
+        sizes = ", ".join(a.name for a in spec.axis_list)
+        self.fail(node, f"unknown name {name!r} ({spec.name} has the tensors {known}, the incoming "
+                        f"gradient {self.incoming}, the sizes {sizes}, and dNAME for each gradient)")
 
     # -- statements ------------------------------------------------------
     def run(self, source: str):
@@ -226,17 +228,18 @@ class Reader:
     def statement(self, stmt):
         if isinstance(stmt, (ast.Import, ast.ImportFrom)):
             for alias in stmt.names:
-                full = (stmt.module + "." if isinstance(stmt, ast.ImportFrom) and stmt.module else "") + alias.name
+                prefix = stmt.module + "." if isinstance(stmt, ast.ImportFrom) and stmt.module else ""
+                full = prefix + alias.name
                 local = alias.asname or alias.name.split(".")[0]
-                if full in ("torch", "torch.nn.functional", "torch.nn.functional"):
-                    self.modules[local] = Module("F" if full.endswith("functional") else "torch")
-                elif full == "torch.nn.functional" or full.endswith("nn.functional"):
+                if full == "torch.nn.functional":
                     self.modules[local] = Module("F")
+                elif full == "torch" or (full.startswith("torch.") and not alias.asname):
+                    self.modules[local] = Module("torch")
             return
         if isinstance(stmt, ast.Expr):
             v = stmt.value
-            if isinstance(v, (ast.Constant, ast.Name)) or (
-                    isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id in ("cmp", "print")):
+            shown = isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id in ("cmp", "print")
+            if isinstance(v, (ast.Constant, ast.Name)) or shown:
                 return  # notebook display and checks: no effect on the answer
             self.fail(stmt, f"a bare expression ({type(v).__name__}) is not an assignment")
         if isinstance(stmt, ast.Assign):
@@ -333,7 +336,8 @@ class Reader:
         try:
             return self._value(node)
         except _ShapeError as e:
-            return Poison(f"{e} (line {getattr(node, 'lineno', self.line)})", getattr(node, "lineno", self.line))
+            line = getattr(node, "lineno", self.line)
+            return Poison(f"{e} (line {line})", line)
 
     def _value(self, node):
         if isinstance(node, ast.Constant):
@@ -412,10 +416,12 @@ class Reader:
         k1, k2 = a.dims[-1], b.dims[0]
         if k1 != k2:
             hint = ""
+            right = ast.unparse(node.right) if isinstance(node, ast.BinOp) else "the right operand"
+            left = ast.unparse(node.left) if isinstance(node, ast.BinOp) else "the left operand"
             if len(b.dims) == 2 and b.dims[1] == k1:
-                hint = "; the right operand transposed (.T) would fit"
+                hint = f"; did you mean {right}.T?"
             elif len(a.dims) == 2 and a.dims[0] == k2:
-                hint = "; the left operand transposed (.T) would fit"
+                hint = f"; did you mean {left}.T?"
             return Poison(f"matmul {_dims_str(a.dims)} @ {_dims_str(b.dims)}: inner dims {k1} and {k2} "
                           f"differ{hint} (line {line})", line)
         body = a.expr * b.expr
@@ -466,7 +472,7 @@ class Reader:
         self.fail(node, "this subscript is not supported")
 
     def int_arg(self, node, where) -> int:
-        if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
+        if isinstance(node, ast.Constant) and type(node.value) is int:
             return node.value
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -self.int_arg(node.operand, where)
@@ -884,7 +890,7 @@ class World:
             for b in later:
                 edge = name if cut == ("edge", b.name) else None
                 vals = self.compute(b, values, edge)
-                if cut == ("node", b.name):
+                if cut == ("node", b.name) or (cut and cut[0] == "nodes" and b.name in cut[1]):
                     vals = {k: _real(v) for k, v in vals.items()}
                 values[b.name] = vals
             total = Fraction(0)
@@ -1066,7 +1072,8 @@ class Grader:
         value = reader.expand(final.expr)
         v.yours = local
         incoming = reader.incoming
-        dout_one = not spec.output_tensor.dims and incoming not in self.inliner.full(local).free_symbols
+        graded = local if isinstance(value, Poison) else value
+        dout_one = not spec.output_tensor.dims and incoming not in self.inliner.full(graded).free_symbols
         v.incoming_is_one = dout_one
         derived_display = (self.d.fused.gradients.get(rec.tensor) if t.differentiable
                            else self.d.chunked.gradient(rec.tensor))
@@ -1120,11 +1127,16 @@ class Grader:
         own = self.diagnose(v.yours, t, worlds, v.incoming_is_one)
         if not own:
             try:
-                diff = self.difference(self.inliner.full(v.yours), v.derived_full)
+                mine = self.inliner.full(v.yours)
+                if v.incoming_is_one:
+                    mine = mine.xreplace({reader.incoming: 1})
+                diff = self.difference(mine, v.derived_full)
             except Exception:
                 diff = None
             v.difference = diff
-            own = "yours - derived = " + _short(diff) if diff is not None else "yours differs from the gradient"
+            own = "yours differs from the gradient"
+            if diff is not None:
+                own = "yours - derived = " + _short(diff)
         v.diagnosis = own + (f"; also, {inherited}" if inherited else "")
 
     def matches(self, expr, t, worlds, cut=None, sign=1) -> bool:
@@ -1147,7 +1159,8 @@ class Grader:
             ok = self.matches(expr, t, worlds)
             values = "its values are right" if ok else "its values are wrong too"
             if mine != theirs:
-                return f"transposed: yours is {yours} but {t.name} is {want} (swap the matmul's operands); {values}"
+                return (f"transposed: yours is {yours} but {t.name} is {want} "
+                        f"(swap the matmul's operands); {values}")
             lost = [i for i, a in enumerate(t.dims) if a == 1]
             if len(dims) < len(t.dims) and lost:
                 return (f"{head}: keep the summed dim, e.g. .sum({lost[0]}, keepdim=True) "
@@ -1165,6 +1178,10 @@ class Grader:
                 return (f"missing sum over {where}: {t.name} is {want} and used along {where}, "
                         f"so its gradient sums over {where}{how}")
             return f"{head}: {t.name} is used along {where}, so its gradient sums over {where}{how}"
+        missing = [a for a in theirs if a not in mine]
+        if extra and missing:
+            return (f"{head}: yours runs along {', '.join(map(str, extra))} where {t.name} runs along "
+                    f"{', '.join(map(str, missing))} (a sum or matmul over the wrong axis?)")
         return head
 
     # -- value ------------------------------------------------------------
@@ -1221,6 +1238,12 @@ class Grader:
         if found:
             same = f" (the same as through {', '.join(found[1:])})" if len(found) > 1 else ""
             return f"missing the path through {found[0]}{same}"
+        # two paths missing at once (a fused formula with only the direct term)
+        nodes = [b.name for b in spec.bindings if b.name in deps and b.role != "output"]
+        for i, p in enumerate(nodes):
+            for q in nodes[i + 1:]:
+                if self.matches(value, t, worlds, cut=("nodes", (p, q))):
+                    return f"missing the paths through {p} and {q}"
         return ""
 
     def factor(self, value, t, worlds) -> str:
