@@ -252,7 +252,19 @@ class Reader:
             if isinstance(target, ast.Subscript):
                 self.assign_rows(target, stmt.value, None, stmt)
                 return
+            if (isinstance(target, ast.Tuple) and isinstance(stmt.value, ast.Tuple)
+                    and len(target.elts) == len(stmt.value.elts)
+                    and all(isinstance(e, ast.Name) for e in target.elts)):
+                values = [self.value(e) for e in stmt.value.elts]  # right side first, as Python does
+                for e, v in zip(target.elts, values):
+                    self.assign(e.id, v, stmt)
+                return
             self.fail(stmt, f"assignment to {type(target).__name__} is not supported (assign one name)")
+        if isinstance(stmt, ast.With):  # `with torch.no_grad():` around the answer
+            for inner in stmt.body:
+                self.line = inner.lineno
+                self.statement(inner)
+            return
         if isinstance(stmt, ast.AugAssign):
             if isinstance(stmt.target, ast.Name):
                 old = self.lookup(stmt.target)
@@ -313,7 +325,7 @@ class Reader:
         if op is None:
             new = value.expr * y if base.expr == 0 else base.expr * (1 - y) + value.expr * y
         else:
-            delta = self.binop(op, Val(base.expr, base.dims), value, stmt)
+            delta = self.binop(op, Val(base.expr, tuple(idx.dims)), value, stmt)
             if isinstance(delta, Poison):
                 self.assign(target.value.id, delta, stmt)
                 return
@@ -488,6 +500,8 @@ class Reader:
         func = self._value(node.func)
         args = node.args
         kw = {k.arg: k.value for k in node.keywords}
+        if func in ("float", "int") and len(args) == 1:
+            return self._value(args[0])
         if func == "range":
             if len(args) != 1:
                 self.fail(node, "range(n) with one argument only")
@@ -571,12 +585,61 @@ class Reader:
             elif dims[self.position(v, p, node)] == 1:
                 dims.pop(self.position(v, p, node))
             return Val(v.expr, tuple(dims))
+        if name in ("view", "reshape", "flatten"):
+            return self.reshape(v, name, args, node)
+        if name == "transpose":
+            if len(args) != 2 or len(v.dims) != 2:
+                self.fail(node, ".transpose(0, 1) of a 2-d tensor only")
+            return self.attribute(v, "T", node)
+        if name in ("matmul", "mm"):
+            return self.binop(ast.MatMult(), v, self._value(args[0]), node)
         if name == "size":
             if not args:
                 return Shape(v.dims)
             a = v.dims[self.position(v, self.int_arg(args[0], node), node)]
             return Val(sp.Integer(1) if a == 1 else a, ())
         self.fail(node, f"the method .{name}() is not supported")
+
+    def reshape(self, v, name, args, node):
+        """``.view``/``.reshape``/``.flatten`` that only add or drop size-one dims."""
+        axes = [a for a in v.dims if a != 1]
+        if name == "flatten":
+            if len(axes) > 1:
+                self.fail(node, ".flatten() of a tensor with more than one axis is not supported")
+            return Val(v.expr, tuple(axes) or (1,))
+        items = args
+        if len(args) == 1 and isinstance(args[0], ast.Tuple):
+            items = args[0].elts
+        want = []
+        for item in items:
+            if isinstance(item, ast.Constant) or isinstance(item, ast.UnaryOp):
+                want.append(self.int_arg(item, node))
+            else:
+                size = self._value(item)
+                if isinstance(size, Shape):
+                    want.extend(size.dims)
+                    continue
+                if not isinstance(size, Val) or size.dims:
+                    self.fail(node, f".{name}() with this size is not supported")
+                want.append(size.expr)
+        rest = list(axes)
+        out = []
+        for w in want:
+            if w == 1:
+                out.append(1)
+            elif w == -1:
+                continue
+            elif rest and w == rest[0]:
+                out.append(rest.pop(0))
+            else:
+                self.fail(node, f".{name}() that changes more than size-one dims is not supported")
+        if -1 in want:
+            if len(rest) > 1:
+                self.fail(node, f".{name}(-1) that merges axes is not supported")
+            out.insert(want.index(-1), rest.pop() if rest else 1)
+        if rest:
+            self.fail(node, f".{name}() that merges axes is not supported")
+        return Val(v.expr, _check_distinct(tuple(out)))
 
     def maximum(self, v, name, args, kw, node):
         positions = self.dims_of(args, kw, node, v)
@@ -626,6 +689,10 @@ class Reader:
             if name == "softmax":
                 return Val(sp.exp(shifted) / Sum(a, sp.exp(shifted)), v.dims)
             return Val(shifted - sp.log(Sum(a, sp.exp(shifted))), v.dims)
+        if module == "torch" and name in ("matmul", "mm") and len(vals) == 2:
+            return self.binop(ast.MatMult(), vals[0], vals[1], node)
+        if module == "torch" and name == "transpose":
+            return self.method(vals[0], "transpose", args[1:], kw, node)
         if name == "arange" and module == "torch":
             return Range(vals[0].expr)
         self.fail(node, f"{'torch' if module == 'torch' else 'F'}.{name} is not supported")
@@ -1089,6 +1156,7 @@ class Grader:
             return v
         if isinstance(value, Poison):
             return v  # an earlier gradient it reads has a shape error; explained later
+        v.notes.extend(self.precision_notes(value))
         same = self.matches(value, t, worlds)
         from symbp.prove import residual
 
@@ -1109,6 +1177,20 @@ class Grader:
             v.notes.append("the symbolic reduction says equal but exact evaluation disagrees; "
                            "graded wrong (please report this)")
         return v
+
+    def precision_notes(self, value) -> list:
+        """Right in exact arithmetic is not always right in float32: say where it may not be."""
+        notes = []
+        for node in sp.preorder_traversal(value):
+            if isinstance(node, sp.exp) and not node.has(Max):
+                raw = sorted(s.name for s in node.free_symbols
+                             if self.spec.is_tensor(s) and self.spec.tensor_of(s).differentiable)
+                if raw:
+                    notes.append(f"exp({sp.sstr(node.args[0])}) is not shifted by its maximum: equal in "
+                                 f"exact arithmetic, but it overflows in float32 once {raw[0]} passes about 88 "
+                                 f"(F.softmax or the forward's own tensors are safe)")
+                    break
+        return notes
 
     def explain(self, reader, rec, v: Verdict, verdicts: dict):
         """The diagnosis of a wrong value: this line's own mistake, or one it inherits."""
@@ -1191,8 +1273,8 @@ class Grader:
             return "yours is zero everywhere"
         if self.matches(value, t, worlds, sign=-1):
             return "sign error: yours is minus the gradient"
-        return self.alternative(value, t, dout_one) or self.missing_path(value, t, worlds) or \
-            self.factor(value, t, worlds)
+        return (self.alternative(value, t, dout_one) or self.missing_path(value, t, worlds)
+                or self.factor(value, t, worlds) or self.tensor_factor(value, t, worlds))
 
     def alternative(self, value, t, dout_one) -> str:
         """Is it the gradient of this layer under another choice option (n vs n-1)?"""
@@ -1271,6 +1353,23 @@ class Grader:
         for cand in _size_factors(self.spec):
             if all(close(w.eval(cand, {}), r) for w, r in ratios):
                 return f"off by a factor of {sp.sstr(cand)}: yours is {sp.sstr(cand)} times the gradient"
+        return ""
+
+    def tensor_factor(self, value, t, worlds) -> str:
+        """yours = derived * s (or / s) for a forward tensor s: a factor forgotten or doubled."""
+        spec = self.spec
+        cands = []
+        for u in spec.tensors.values():
+            if u.role == "classes" or not u.axes <= t.axes:
+                continue
+            for c in (u.symbol, 1 / u.symbol, u.symbol ** 2, u.symbol ** -2):
+                cands.append(c)
+        for c in cands:
+            if self.matches(value / c, t, worlds):  # yours = c * gradient
+                if c.is_Pow and c.exp < 0:
+                    s = sp.sstr(1 / c)
+                    return f"a missing factor {s}: yours is the gradient divided by {s}"
+                return f"an extra factor {sp.sstr(c)}: yours is {sp.sstr(c)} times the gradient"
         return ""
 
     def difference(self, full, derived_full):
