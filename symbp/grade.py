@@ -1186,8 +1186,9 @@ class Grader:
                 raw = sorted(s.name for s in node.free_symbols
                              if self.spec.is_tensor(s) and self.spec.tensor_of(s).differentiable)
                 if raw:
-                    notes.append(f"exp({sp.sstr(node.args[0])}) is not shifted by its maximum: equal in "
-                                 f"exact arithmetic, but it overflows in float32 once {raw[0]} passes about 88 "
+                    arg = sp.sstr(node.args[0])
+                    notes.append(f"exp({arg}) is not shifted by its maximum: equal in exact arithmetic, "
+                                 f"but it overflows in float32 once {raw[0]} passes about 88 "
                                  f"(F.softmax or the forward's own tensors are safe)")
                     break
         return notes
