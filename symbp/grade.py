@@ -1223,6 +1223,16 @@ class Grader:
         v.diagnosis = own + (f"; also, {inherited}" if inherited else "")
 
     def matches(self, expr, t, worlds, cut=None, sign=1) -> bool:
+        """Equal to the true gradient (negated, or with a path cut) at every element of every world.
+
+        An expression undefined where the gradient is defined (a division by zero) is not equal.
+        """
+        try:
+            return self._matches(expr, t, worlds, cut, sign)
+        except (ZeroDivisionError, ValueError, OverflowError):
+            return False
+
+    def _matches(self, expr, t, worlds, cut, sign) -> bool:
         for w in worlds:
             got = w.over(expr, t.dims)
             want = w.gradient(t.name, cut)
@@ -1270,8 +1280,11 @@ class Grader:
     # -- value ------------------------------------------------------------
     def diagnose(self, value, t, worlds, dout_one) -> str:
         """Name the mistake, when it is one that learners make; else ''."""
-        if all(close(g, 0) for w in worlds for g in w.over(value, t.dims).values()):
-            return "yours is zero everywhere"
+        try:
+            if all(close(g, 0) for w in worlds for g in w.over(value, t.dims).values()):
+                return "yours is zero everywhere"
+        except (ZeroDivisionError, ValueError, OverflowError):
+            return "yours divides by zero at some sizes or values where the gradient is defined"
         if self.matches(value, t, worlds, sign=-1):
             return "sign error: yours is minus the gradient"
         return (self.alternative(value, t, dout_one) or self.missing_path(value, t, worlds)
@@ -1330,6 +1343,12 @@ class Grader:
         return ""
 
     def factor(self, value, t, worlds) -> str:
+        try:
+            return self._factor(value, t, worlds)
+        except (ZeroDivisionError, ValueError, OverflowError):
+            return ""
+
+    def _factor(self, value, t, worlds) -> str:
         ratios = []
         for w in worlds:
             got = w.over(value, t.dims)
