@@ -33,6 +33,7 @@ import itertools
 import random
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 
 import mpmath
 import sympy as sp
@@ -879,47 +880,7 @@ class World:
 
     # -- the evaluator ----------------------------------------------------
     def eval(self, e, env, values=None, cut_edge=None):
-        values = self.values if values is None else values
-        if e.is_Number:
-            if e.is_Rational:
-                return Fraction(int(e.p), int(e.q))
-            return Fraction(str(e))
-        if e.is_Symbol:
-            return self.symbol(e, env, values, cut_edge)
-        if isinstance(e, sp.Add):
-            acc = Fraction(0)
-            for a in e.args:
-                acc = _add(acc, self.eval(a, env, values, cut_edge))
-            return acc
-        if isinstance(e, sp.Mul):
-            acc = Fraction(1)
-            for a in e.args:
-                acc = _mul(acc, self.eval(a, env, values, cut_edge))
-            return acc
-        if isinstance(e, sp.Pow):
-            ex = self.eval(e.exp, env, values, cut_edge)
-            if not isinstance(ex, Fraction):
-                raise SpecError(f"non-rational exponent in {e}")
-            return _pow(self.eval(e.base, env, values, cut_edge), ex)
-        if isinstance(e, (sp.exp, sp.log, sp.tanh, sp.Abs)):
-            return _func(e.func, self.eval(e.args[0], env, values, cut_edge))
-        if isinstance(e, Sum):
-            acc = Fraction(0)
-            for k in range(self.size[e.axis]):
-                acc = _add(acc, self.eval(e.body, {**env, e.axis: k}, values, cut_edge))
-            return acc
-        if isinstance(e, Max):
-            best = None
-            for k in range(self.size[e.axis]):
-                v = self.eval(e.body, {**env, e.axis: k}, values, cut_edge)
-                if best is None or _mp(_real(v)) > _mp(_real(best)):
-                    best = v
-            return best
-        if isinstance(e, ArgmaxMask):
-            vals = [_mp(_real(self.eval(e.body, {**env, e.axis: k}, values, cut_edge)))
-                    for k in range(self.size[e.axis])]
-            return Fraction(int(vals.index(max(vals)) == env[e.axis]))
-        raise SpecError(f"cannot evaluate {type(e).__name__} in {e}")
+        return _compiled(e)(self, env, self.values if values is None else values, cut_edge)
 
     def symbol(self, s, env, values, cut_edge):
         if s in self.size:
@@ -972,6 +933,55 @@ class World:
         """``{index: value}`` of an element expression over ``dims``."""
         axes = [a for a in dims if a != 1]
         return {idx: self.eval(expr, dict(zip(axes, idx))) for idx in self.indices(dims)}
+
+
+@lru_cache(maxsize=8192)
+def _compiled(e):
+    """``e`` as a closure ``f(world, env, values, cut_edge)``: the tree is walked once, not per element."""
+    if e.is_Number:
+        value = Fraction(int(e.p), int(e.q)) if e.is_Rational else Fraction(str(e))
+        return lambda w, env, values, cut: value
+    if e.is_Symbol:
+        return lambda w, env, values, cut: w.symbol(e, env, values, cut)
+    if isinstance(e, (sp.Add, sp.Mul)):
+        fs = [_compiled(a) for a in e.args]
+        op, unit = (_add, Fraction(0)) if isinstance(e, sp.Add) else (_mul, Fraction(1))
+
+        def fold(w, env, values, cut):
+            acc = unit
+            for f in fs:
+                acc = op(acc, f(w, env, values, cut))
+            return acc
+        return fold
+    if isinstance(e, sp.Pow):
+        if not e.exp.is_Rational:
+            raise SpecError(f"non-rational exponent in {e}")
+        ex = Fraction(int(e.exp.p), int(e.exp.q))
+        base = _compiled(e.base)
+        return lambda w, env, values, cut: _pow(base(w, env, values, cut), ex)
+    if isinstance(e, (sp.exp, sp.log, sp.tanh, sp.Abs)):
+        arg, func = _compiled(e.args[0]), e.func
+        return lambda w, env, values, cut: _func(func, arg(w, env, values, cut))
+    if isinstance(e, (Sum, Max, ArgmaxMask)):
+        body, axis = _compiled(e.body), e.axis
+
+        def along(w, env, values, cut):
+            return [body(w, {**env, axis: k}, values, cut) for k in range(w.size[axis])]
+        if isinstance(e, Sum):
+            def total(w, env, values, cut):
+                acc = Fraction(0)
+                for v in along(w, env, values, cut):
+                    acc = _add(acc, v)
+                return acc
+            return total
+        if isinstance(e, Max):
+            return lambda w, env, values, cut: max(along(w, env, values, cut), key=lambda v: _mp(_real(v)))
+
+        def mask(w, env, values, cut):
+            vals = [_mp(_real(v)) for v in along(w, env, values, cut)]
+            return Fraction(int(vals.index(max(vals)) == env[axis]))
+        return mask
+    raise SpecError(f"cannot evaluate {type(e).__name__} in {e}")
 
 
 def _dependents(spec) -> dict:
@@ -1101,6 +1111,8 @@ class Grader:
 
         self.inliner = Inliner(self.d.chunked)
         self._worlds: dict = {}
+        self._alternatives: dict = {}
+        self._rewrites = None
 
     def worlds(self, dout_one: bool, count: int = 3, spec=None):
         spec = spec or self.spec
@@ -1109,7 +1121,8 @@ class Grader:
             self._worlds[key] = worlds_for(spec, dout_one, count)
         return self._worlds[key]
 
-    def grade(self, source: str, filename: str = "ANSWER.py") -> Report:
+    def grade(self, source: str, filename: str = "ANSWER.py", explain: bool = True) -> Report:
+        """Verdicts for ``source``; ``explain=False`` skips the diagnoses of wrong answers."""
         reader = Reader(self.spec, self.d.chunked, filename)
         reader.run(source)
         if not reader.assignments:
@@ -1118,7 +1131,7 @@ class Grader:
                              f"(write dNAME = ... for one of {names})")
         verdicts = {name: self.judge(reader, rec) for name, rec in reader.assignments.items()}
         for name, v in verdicts.items():
-            if not v.correct and not v.diagnosis:
+            if explain and not v.correct and not v.diagnosis:
                 self.explain(reader, reader.assignments[name], v, verdicts)
         return Report(self.layer, self.spec, list(verdicts.values()))
 
@@ -1301,9 +1314,14 @@ class Grader:
             for choice in kind:
                 if choice == current:
                     continue
-                try:
-                    other = derive(self.layer, **{**self.options, opt: choice}).spec
-                except Exception:
+                key = (opt, choice)
+                if key not in self._alternatives:
+                    try:
+                        self._alternatives[key] = derive(self.layer, **{**self.options, opt: choice}).spec
+                    except Exception:  # an option value the layer rejects: no alternative
+                        self._alternatives[key] = None
+                other = self._alternatives[key]
+                if other is None:
                     continue
                 if t.name not in other.tensors:
                     continue
@@ -1395,8 +1413,9 @@ class Grader:
     def difference(self, full, derived_full):
         from symbp.simplify import basis_rewrites, closed_form
 
-        diff = closed_form(self.spec, full - derived_full, basis_rewrites(self.spec), {})
-        return diff
+        if self._rewrites is None:
+            self._rewrites = basis_rewrites(self.spec)
+        return closed_form(self.spec, full - derived_full, self._rewrites, {})
 
 
 def _version_closure(reader, rec):

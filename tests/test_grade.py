@@ -11,7 +11,7 @@ verdicts do not rest on symbp's own derivation.
 """
 
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,7 @@ def seed_text(prefix: str) -> str:
     return found[0].read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=None)
+@cache
 def grader(layer, **options):
     return Grader(layer, dict(options))
 
@@ -246,7 +246,8 @@ def test_biased_variance_layer_accepts_the_biased_formula_and_flags_bessel():
     src = SEED000_BN.replace("(1.0/(n-1))", "(1.0/n)")
     assert graded("batchnorm", src, variance="biased").all_correct
     report = graded("batchnorm", SEED000_BN, variance="biased")
-    assert report["dbndiff2"].diagnosis.startswith("you used Bessel's n - 1 where this layer's variance divides by n")
+    assert report["dbndiff2"].diagnosis.startswith(
+        "you used Bessel's n - 1 where this layer's variance divides by n")
     assert "right given its inputs" in report["dbndiff"].diagnosis
 
 
@@ -300,7 +301,8 @@ def test_biased_variance_layer_accepts_the_biased_formula_and_flags_bessel():
     # transposed matmuls
     ("linear", {}, "dW = dy.T @ x\n", "dW",
      "transposed: yours is (o, i) but W is (i, o) (swap the matmul's operands); its values are right"),
-    ("linear", {}, "dx = dy @ W\n", "dx", "matmul (n, o) @ (i, o): inner dims o and i differ; did you mean W.T?"),
+    ("linear", {}, "dx = dy @ W\n", "dx",
+     "matmul (n, o) @ (i, o): inner dims o and i differ; did you mean W.T?"),
     # a sum over the wrong axis
     ("layernorm", {}, "dgain = (xhat * dy).sum(1)\n", "dgain",
      "yours runs along n where gain runs along d"),
@@ -322,29 +324,33 @@ def test_an_error_is_traced_to_the_line_that_made_it():
            "dbnvar = (-0.5 * (bnvar + 1e-5)**-1.5) * dbnvar_inv * 2\n")
     report = graded("batchnorm", src)
     assert report["dbnraw"].diagnosis == "sign error: yours is minus the gradient"
-    assert report["dbnvar_inv"].diagnosis == "this line is right given its inputs, but it uses dbnraw, which is wrong"
+    assert report["dbnvar_inv"].diagnosis == (
+        "this line is right given its inputs, but it uses dbnraw, which is wrong")
     assert report["dbnvar"].diagnosis == ("off by a constant factor: yours is 2 times the gradient; "
                                           "also, it uses dbnvar_inv, which is wrong")
 
 
 def test_near_misses_are_never_correct():
     """Small perturbations of right answers: each must be graded wrong."""
-    right = "dhprebn = bngain*bnvar_inv/n * (n*dhpreact - dhpreact.sum(0) - n/(n-1)*bnraw*(dhpreact*bnraw).sum(0))\n"
+    right = ("dhprebn = bngain*bnvar_inv/n * "
+             "(n*dhpreact - dhpreact.sum(0) - n/(n-1)*bnraw*(dhpreact*bnraw).sum(0))\n")
     assert graded("batchnorm", right).all_correct
     for bad in (right.replace("n/(n-1)", "n/(n-2)"), right.replace("bnvar_inv/n", "bnvar_inv/(n+1)"),
-                right.replace("(dhpreact*bnraw)", "(dhpreact*bnraw**2)"), right.replace("- dhpreact.sum(0)", ""),
+                right.replace("(dhpreact*bnraw)", "(dhpreact*bnraw**2)"),
+                right.replace("- dhpreact.sum(0)", ""),
                 right.replace("bnvar_inv/n", "(bnvar + 1e-3)**-0.5/n")):
-        assert not graded("batchnorm", bad).all_correct, bad
+        assert not grader("batchnorm").grade(bad, explain=False).all_correct, bad
     ce = "dlogits = (F.softmax(logits, 1) - F.one_hot(Yb, num_classes=27)) / n\n"
     assert graded("cross_entropy", ce).all_correct
     for bad in (ce.replace("/ n", "/ (n - 1)"), ce.replace("F.softmax(logits, 1)", "F.softmax(logits, 1)**2"),
                 ce.replace("logits, 1)", "logits, 0)")):
-        assert not graded("cross_entropy", bad).all_correct, bad
+        assert not grader("cross_entropy").grade(bad, explain=False).all_correct, bad
 
 
 def test_dloss_may_be_left_out_or_used():
     assert graded("cross_entropy", "dlogits = (probs - F.one_hot(Yb, num_classes=27)) / n\n").all_correct
-    assert graded("cross_entropy", "dlogits = dloss * (probs - F.one_hot(Yb, num_classes=27)) / n\n").all_correct
+    with_dloss = "dlogits = dloss * (probs - F.one_hot(Yb, num_classes=27)) / n\n"
+    assert graded("cross_entropy", with_dloss).all_correct
     v = graded("cross_entropy", "dlogits = dloss * dloss * (probs - F.one_hot(Yb, num_classes=27)) / n\n")
     assert not v.all_correct
 
@@ -378,13 +384,15 @@ dbnbias = dhpreact.sum(0).unsqueeze(0)
     lin = "dx = torch.matmul(dy, W.transpose(0, 1))\ndW = x.t().mm(dy)\n"
     assert all_correct(graded("linear", lin)) == {}
     ln = ("dxhat = gain * dy\n"
-          "dx = rstd / d * (d * dxhat - dxhat.sum(1, keepdim=True) - xhat * (dxhat * xhat).sum(-1, keepdim=True))\n")
+          "dx = rstd / d * (d * dxhat - dxhat.sum(1, keepdim=True)"
+          " - xhat * (dxhat * xhat).sum(-1, keepdim=True))\n")
     assert all_correct(graded("layernorm", ln)) == {}
 
 
 def test_unshifted_softmax_is_right_with_a_note():
     v = graded("cross_entropy",
-               "dlogits = (torch.exp(logits) / torch.exp(logits).sum(1, keepdims=True) - F.one_hot(Yb, 27)) / n\n")
+               "dlogits = (torch.exp(logits) / torch.exp(logits).sum(1, keepdims=True)"
+               " - F.one_hot(Yb, 27)) / n\n")
     v = v["dlogits"]
     assert v.correct and "overflows in float32" in v.notes[0]
 
