@@ -1349,9 +1349,8 @@ class Grader:
         for b in spec.bindings:
             if b.name in deps and b.role != "output" and self.matches(value, t, worlds, cut=("node", b.name)):
                 found.append(b.name)
-        if found:
-            same = f" (the same as through {', '.join(found[1:])})" if len(found) > 1 else ""
-            return f"missing the path through {found[0]}{same}"
+        if found:  # several nodes of one chain cut the same path: name the chain
+            return f"missing the path through {' -> '.join(found)}"
         # two paths missing at once (a fused formula with only the direct term)
         nodes = [b.name for b in spec.bindings if b.name in deps and b.role != "output"]
         for i, p in enumerate(nodes):

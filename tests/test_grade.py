@@ -264,7 +264,7 @@ def test_biased_variance_layer_accepts_the_biased_formula_and_flags_bessel():
     ("batchnorm", {}, "dhprebn = bngain*bnvar_inv/n * (n*dhpreact - n/(n-1)*bnraw*(dhpreact*bnraw).sum(0))\n",
      "dhprebn", "missing the path through bnmeani"),
     ("batchnorm", {}, "dhprebn = bngain*bnvar_inv/n * (n*dhpreact - dhpreact.sum(0))\n", "dhprebn",
-     "missing the path through bndiff2 (the same as through bnvar, bnvar_inv)"),
+     "missing the path through bndiff2 -> bnvar -> bnvar_inv"),
     ("layernorm", {}, "dx = rstd * gain * dy\n", "dx", "missing the paths through mean and var"),
     # n where Bessel's n - 1 belongs, fused and chunked
     ("batchnorm", {}, "dhprebn = bngain*bnvar_inv/n * (n*dhpreact - dhpreact.sum(0) "
@@ -524,3 +524,21 @@ def test_exact_gradients_match_autograd_cross_entropy():
     torch.nn.functional.cross_entropy(logits, y).backward()
     torch.testing.assert_close(_tensor(w.gradient("logits"), (n, c)), logits.grad, rtol=1e-10, atol=1e-12)
     assert all(isinstance(v, Fraction) for v in w.values["targets"].values())
+
+
+def test_readme_gradings_are_what_the_command_prints(tmp_path, capsys):
+    """The README's two examples, run: the answer files and the printed verdicts."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Grading a hand-written backward", 1)[1].split("\n## ", 1)[0]
+    blocks = section.split("    $ cat ")[1:]
+    assert len(blocks) == 2
+    for block, code in zip(blocks, (0, 1)):
+        raw = block.splitlines()
+        end = next((i for i, line in enumerate(raw) if i and line and not line.startswith("    ")), len(raw))
+        lines = [line[4:] for line in raw[:end]]
+        name = lines[0]
+        cmd = next(i for i, line in enumerate(lines) if line.startswith("$ symbp grade"))
+        answer = "\n".join(lines[1:cmd]) + "\n"
+        expected = [line for line in lines[cmd + 1:] if line and not line.startswith("exit ")]
+        assert main(["grade", "batchnorm", write(tmp_path, answer, name)]) == code
+        assert capsys.readouterr().out.splitlines() == expected
