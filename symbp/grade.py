@@ -144,7 +144,12 @@ class Assignment:
 
 REDUCING_METHODS = ("sum", "mean", "var")
 NOOP_METHODS = ("clone", "detach", "float", "double", "contiguous")
-ELEMENTWISE = {"exp": sp.exp, "log": sp.log, "tanh": sp.tanh, "sqrt": sp.sqrt, "abs": sp.Abs}
+ELEMENTWISE = {"exp": sp.exp, "log": sp.log, "tanh": sp.tanh, "sqrt": sp.sqrt, "abs": sp.Abs,
+               "sin": sp.sin, "cos": sp.cos, "erf": sp.erf,
+               "sigmoid": lambda x: 1 / (1 + sp.exp(-x)), "relu": lambda x: sp.Max(x, 0),
+               "softplus": lambda x: sp.log(1 + sp.exp(x))}
+COMPARISONS = {ast.Gt: sp.StrictGreaterThan, ast.GtE: sp.GreaterThan, ast.Lt: sp.StrictLessThan,
+               ast.LtE: sp.LessThan}
 CLASS_ALIASES = ("Yb", "Y", "targets", "y")
 GRADED_SUFFIXES = ("_fast", "_fused")
 
@@ -296,8 +301,9 @@ class Reader:
         sym = sp.Dummy(f"{name}_v{len(rec.versions)}", real=True)
         rec.versions.append(sym)
         self.versions[sym] = value
+        # a shape error stays with its own line: later lines read the version symbol
         dims = value.dims if isinstance(value, Val) else self.spec.tensors[tensor].dims
-        self.env[name] = Val(sym, dims) if isinstance(value, Val) else value
+        self.env[name] = Val(sym, dims)
 
     def assign_rows(self, target, value_node, op, stmt):
         """``x[range(n), Yb] = v`` / ``-= v``: write along the one-hot positions."""
@@ -374,6 +380,13 @@ class Reader:
             return self.call(node)
         if isinstance(node, ast.Tuple):
             return tuple(self._value(e) for e in node.elts)
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in COMPARISONS:
+            a, b = self._value(node.left), self._value(node.comparators[0])
+            diff = self.binop(ast.Sub(), a, b, node)  # broadcasting as torch does
+            if isinstance(diff, Poison):
+                return diff
+            cond = COMPARISONS[type(node.ops[0])](a.expr, b.expr)
+            return Val(sp.Piecewise((1, cond), (0, True)), diff.dims)
         self.fail(node, f"{type(node).__name__} expressions are not supported")
 
     def constant(self, node):
@@ -670,7 +683,12 @@ class Reader:
         if module == "torch" and name == "full_like":
             fill = vals[1]
             return Val(fill.expr, vals[0].dims)
-        if name in ELEMENTWISE and module == "torch":
+        if module == "torch" and name == "where" and len(vals) == 3:
+            cond, x, y = vals
+            picked = self.binop(ast.Add(), self.binop(ast.Mult(), cond, x, node),
+                                self.binop(ast.Mult(), Val(1 - cond.expr, cond.dims), y, node), node)
+            return picked
+        if name in ELEMENTWISE and (module == "torch" or name in ("sigmoid", "relu", "softplus")):
             return Val(ELEMENTWISE[name](vals[0].expr), vals[0].dims)
         if module == "torch" and name in ("sum", "mean", "var", "max", "amax", "argmax", "pow", "square",
                                           "rsqrt", "clone"):
@@ -981,7 +999,51 @@ def _compiled(e):
             vals = [_mp(_real(v)) for v in along(w, env, values, cut)]
             return Fraction(int(vals.index(max(vals)) == env[axis]))
         return mask
+    if not any(isinstance(a, (Sum, Max, ArgmaxMask)) for a in sp.preorder_traversal(e)):
+        return _elementwise(e)
     raise SpecError(f"cannot evaluate {type(e).__name__} in {e}")
+
+
+def _elementwise(e):
+    """Any other elementwise function (sigmoid, erf, Piecewise, ...) by SymPy's numerics.
+
+    The leaves are evaluated here and substituted as numbers; a dual leaf adds
+    the partial derivative (SymPy's ``diff`` of this one function) times its part.
+    """
+    leaves = sorted(e.free_symbols, key=str)
+    partials = {}
+
+    def number(x):
+        x = _real(x)
+        if isinstance(x, Fraction):
+            return sp.Rational(x.numerator, x.denominator)
+        return sp.Float(str(x), MP_DIGITS)
+
+    def value_of(expr, subs):
+        v = expr.xreplace(subs)
+        n = v.evalf(MP_DIGITS)
+        if not n.is_Number:  # a function SymPy cannot evaluate directly: its exp form
+            n = v.rewrite(sp.exp).evalf(MP_DIGITS)
+        if not n.is_Number:
+            raise SpecError(f"the exact test cannot evaluate {e}")
+        if not n.is_real:
+            raise ValueError(f"{e} is not real here")
+        return MP.mpf(str(n))
+
+    def run(w, env, values, cut):
+        got = {s: w.symbol(s, env, values, cut) for s in leaves}
+        subs = {s: number(x) for s, x in got.items()}
+        v = value_of(e, subs)
+        duals = [s for s, x in got.items() if isinstance(x, Dual)]
+        if not duals:
+            return v
+        slope = Fraction(0)
+        for s in duals:
+            if s not in partials:
+                partials[s] = sp.diff(e, s)
+            slope = _add(slope, _mul(value_of(partials[s], subs), got[s].b))
+        return Dual(v, slope)
+    return run
 
 
 def _dependents(spec) -> dict:
