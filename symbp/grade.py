@@ -40,6 +40,7 @@ import sympy as sp
 
 from symbp.spec import ArgmaxMask, Max, SpecError, Sum
 
+PROOF_OPS_LIMIT = 4000  # larger answers are judged by the exact test alone
 MP_DIGITS = 50
 MP = mpmath.MPContext()  # a private context: the global mpmath precision stays as it is
 MP.dps = MP_DIGITS
@@ -1174,6 +1175,7 @@ class Grader:
         self.inliner = Inliner(self.d.chunked)
         self._worlds: dict = {}
         self._alternatives: dict = {}
+        self.adjoints = {sym: name for name, sym in self.d.chunked.adjoints.items()}
         self._rewrites = None
 
     def worlds(self, dout_one: bool, count: int = 3, spec=None):
@@ -1214,6 +1216,10 @@ class Grader:
         value = reader.expand(final.expr)
         v.yours = local
         incoming = reader.incoming
+        circular = self.circular(local, t)
+        if circular:
+            v.diagnosis = circular
+            return v
         graded = local if isinstance(value, Poison) else value
         dout_one = not spec.output_tensor.dims and incoming not in self.inliner.full(graded).free_symbols
         v.incoming_is_one = dout_one
@@ -1235,8 +1241,9 @@ class Grader:
         same = self.matches(value, t, worlds)
         from symbp.prove import residual
 
-        try:
-            res = residual(spec, self.inliner.full(value), derived_full)
+        full = self.inliner.full(value)
+        try:  # an answer too big to expand is left to the exact test (below, with more worlds)
+            res = residual(spec, full, derived_full) if sp.count_ops(full) < PROOF_OPS_LIMIT else None
         except Exception:  # the proof is a second opinion; never let it crash a grade
             res = None
         proven = res is not None and res == 0
@@ -1267,6 +1274,21 @@ class Grader:
                                  f"(F.softmax or the forward's own tensors are safe)")
                     break
         return notes
+
+    def circular(self, expr, t) -> str:
+        """A gradient read before backprop has it: d of the target itself or of an upstream tensor."""
+        spec = self.spec
+        later = _dependents(spec)[t.name]
+        out = spec.output_tensor.name
+        for s in sorted(expr.free_symbols, key=str):
+            name = self.adjoints.get(s)
+            if name is None or name == out or name in later:
+                continue
+            if name == t.name:
+                return f"it reads d{name}, the gradient it defines"
+            return (f"it reads d{name}, which backprop computes from d{t.name}; only the gradients of "
+                    f"tensors that use {t.name} are known when d{t.name} is computed")
+        return ""
 
     def explain(self, reader, rec, v: Verdict, verdicts: dict):
         """The diagnosis of a wrong value: this line's own mistake, or one it inherits."""

@@ -542,3 +542,31 @@ def test_readme_gradings_are_what_the_command_prints(tmp_path, capsys):
         expected = [line for line in lines[cmd + 1:] if line and not line.startswith("exit ")]
         assert main(["grade", "batchnorm", write(tmp_path, answer, name)]) == code
         assert capsys.readouterr().out.splitlines() == expected
+
+
+def test_a_gradient_read_before_backprop_has_it_is_wrong():
+    report = graded("batchnorm", "dbnraw = dbnraw\ndbnvar = dbndiff2 * (n - 1)\n")
+    assert report["dbnraw"].diagnosis == "it reads dbnraw, the gradient it defines"
+    assert report["dbnvar"].diagnosis.startswith("it reads dbndiff2, which backprop computes from dbnvar")
+
+
+def test_comparisons_and_where_are_read_as_piecewise():
+    """tanh's h lies in (-1, 1), so the where() never takes its first branch: still correct."""
+    v = graded("tanh", "dx = torch.where(h > 2, 0 * dh, (1 - h**2) * dh)\n")["dx"]
+    assert v.correct
+    wrong = graded("tanh", "dx = (h > 0) * (1 - h**2) * dh\n")["dx"]
+    assert not wrong.correct
+
+
+def test_exact_evaluator_falls_back_to_sympy_numerics_for_other_functions():
+    import mpmath
+    import sympy as sp
+
+    g = grader("tanh")
+    x = g.spec.tensors["x"]
+    w = World(g.spec, {a: 2 for a in g.spec.axis_list}, seed=3, dout_one=False)
+    got = w.over(sp.erf(x.symbol) + sp.Max(x.symbol, 0), x.dims)
+    for idx, value in got.items():
+        v = w.values["x"][idx]
+        want = mpmath.erf(mpmath.mpf(v.numerator) / v.denominator) + max(float(v), 0)
+        assert abs(float(value) - float(want)) < 1e-12
