@@ -166,6 +166,7 @@ class Reader:
         self.assignments: dict = {}  # learner name -> Assignment, in answer order
         self.versions: dict = {}  # version symbol -> Val or Poison
         self.modules = {"torch": Module("torch"), "F": Module("F")}
+        self.notes: list = []  # about the answer as a whole
         self.line = 0
         out = spec.output_tensor
         self.incoming = spec.adjoint(out.name)
@@ -289,6 +290,11 @@ class Reader:
         self.fail(stmt, f"{type(stmt).__name__} statements are not supported (write dNAME = <expression>)")
 
     def assign(self, name, value, stmt):
+        sizes = {a.name for a in self.spec.axis_list} | {"batch_size"}
+        if name in sizes and isinstance(value, Val) and not value.dims and value.expr.is_number:
+            self.notes.append(f"line {stmt.lineno}: {name} = {value.expr} is ignored; "
+                              f"{name} stays a symbol, so the answer is checked for every size")
+            return
         if not isinstance(value, (Val, Poison)):
             if name not in self.assignments and self.graded_tensor(name) is None:
                 self.env[name] = value  # a helper holding indices, a module, ...
@@ -1086,6 +1092,7 @@ class Verdict:
     derived: sp.Expr | None = None
     difference: sp.Expr | None = None
     notes: list = field(default_factory=list)
+    shape: str = ""  # the answer's shape, where it differs from the tensor's
     incoming_is_one: bool = False  # a scalar loss graded with dloss = 1 (the answer never uses it)
     derived_full: sp.Expr | None = field(default=None, repr=False)  # down to the incoming gradient
 
@@ -1100,6 +1107,7 @@ class Report:
         self.layer = layer
         self.spec = spec
         self.verdicts = verdicts
+        self.general_notes: list = []
 
     @property
     def all_correct(self) -> bool:
@@ -1121,7 +1129,7 @@ class Report:
         return "\n".join(v.line_text() for v in self.verdicts) + "\n"
 
     def notes(self) -> list:
-        return [f"{v.name}: {n}" for v in self.verdicts for n in v.notes]
+        return self.general_notes + [f"{v.name}: {n}" for v in self.verdicts for n in v.notes]
 
     def __str__(self) -> str:
         return self.text()
@@ -1133,23 +1141,25 @@ class Report:
 
     def _repr_markdown_(self) -> str:
         rows = [f"**symbp grade {self.layer}**: {sum(v.correct for v in self)} of {len(self)} correct", ""]
+        rows += [f"- note: {_md(n)}" for n in self.general_notes]
         for v in self.verdicts:
-            rows.append(f"- `{v.name}`: " + ("correct" if v.correct else f"wrong: {v.diagnosis}"))
+            rows.append(f"- `{v.name}`: " + ("correct" if v.correct else f"wrong: {_md(v.diagnosis)}"))
             if v.yours is not None:
-                rows.append(f"  - yours: ${self._tex(v.yours)}$")
+                shape = f" (shape {v.shape})" if v.shape else ""
+                rows.append(f"  - yours: ${self._tex(v.yours)}${shape}")
             if v.derived is not None:
                 rows.append(f"  - derived: ${self._tex(v.derived)}$")
             if not v.correct and v.difference is not None:
                 rows.append(f"  - yours − derived: ${self._tex(v.difference)}$")
             for n in v.notes:
-                rows.append(f"  - note: {n}")
+                rows.append(f"  - note: {_md(n)}")
         return "\n".join(rows) + "\n"
 
     def _repr_latex_(self) -> str:
         lines = []
         for v in self.verdicts:
             name = r"\mathtt{%s}" % v.name.replace("_", r"\_")
-            verdict = r"\text{correct}" if v.correct else r"\text{wrong}"
+            verdict = r"\text{correct}" if v.correct else r"\text{wrong: %s}" % _tex_text(v.diagnosis)
             lines.append(r"%s &: %s" % (name, verdict))
             if v.yours is not None:
                 lines.append(r"\text{yours} &= %s" % self._tex(v.yours))
@@ -1197,7 +1207,9 @@ class Grader:
         for name, v in verdicts.items():
             if explain and not v.correct and not v.diagnosis:
                 self.explain(reader, reader.assignments[name], v, verdicts)
-        return Report(self.layer, self.spec, list(verdicts.values()))
+        report = Report(self.layer, self.spec, list(verdicts.values()))
+        report.general_notes = list(reader.notes)
+        return report
 
     # -- one gradient ------------------------------------------------------
     def judge(self, reader: Reader, rec: Assignment) -> Verdict:
@@ -1233,6 +1245,7 @@ class Grader:
         v.derived_full = derived_full
         worlds = self.worlds(dout_one)
         if final.dims != t.dims:
+            v.shape = f"{_dims_str(final.dims)}, not {_dims_str(t.dims)}"
             v.diagnosis = self.shape_diagnosis(local, final.dims, t, worlds)
             return v
         if isinstance(value, Poison):
@@ -1304,19 +1317,18 @@ class Grader:
         if bad and self.matches(v.yours, t, worlds):
             v.diagnosis = f"this line is right given its inputs, but {inherited}"
             return
+        try:  # shown in Jupyter for every wrong answer, and the diagnosis when nothing else fits
+            mine = self.inliner.full(v.yours)
+            if v.incoming_is_one:
+                mine = mine.xreplace({reader.incoming: 1})
+            v.difference = self.difference(mine, v.derived_full)
+        except Exception:  # a display nicety: never let it crash a grade
+            v.difference = None
         own = self.diagnose(v.yours, t, worlds, v.incoming_is_one)
         if not own:
-            try:
-                mine = self.inliner.full(v.yours)
-                if v.incoming_is_one:
-                    mine = mine.xreplace({reader.incoming: 1})
-                diff = self.difference(mine, v.derived_full)
-            except Exception:
-                diff = None
-            v.difference = diff
             own = "yours differs from the gradient"
-            if diff is not None:
-                own = "yours - derived = " + _short(diff)
+            if v.difference is not None:
+                own = "yours - derived = " + _short(v.difference)
         v.diagnosis = own + (f"; also, {inherited}" if inherited else "")
 
     def matches(self, expr, t, worlds, cut=None, sign=1) -> bool:
@@ -1517,6 +1529,24 @@ def _version_closure(reader, rec):
                 if f not in finals:
                     stack.append(f)
     return seen
+
+
+def _md(text: str) -> str:
+    """Plain text safe in Markdown (names like bnvar_inv must not turn italic)."""
+    return "".join("\\" + ch if ch in "_*`[]<>|" else ch for ch in text)
+
+
+def _tex_text(text: str) -> str:
+    """Plain text safe inside ``\\text{...}``."""
+    out = []
+    for ch in text:
+        if ch in "&%$#_{}":
+            out.append("\\" + ch)
+        elif ch in "~^\\":
+            out.append(r"\textasciitilde{}" if ch == "~" else r"\^{}" if ch == "^" else r"\textbackslash{}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _and(names) -> str:

@@ -570,3 +570,15 @@ def test_exact_evaluator_falls_back_to_sympy_numerics_for_other_functions():
         v = w.values["x"][idx]
         want = mpmath.erf(mpmath.mpf(v.numerator) / v.denominator) + max(float(v), 0)
         assert abs(float(value) - float(want)) < 1e-12
+
+
+def test_a_literal_batch_size_is_ignored_with_a_note():
+    report = graded("batchnorm", "n = 32\ndhprebn = dbndiff + (-dbndiff.sum(0, keepdim=True)) / n\n")
+    assert report.all_correct
+    assert report.notes() == [
+        "line 1: n = 32 is ignored; n stays a symbol, so the answer is checked for every size"]
+
+
+def test_markdown_keeps_names_literal_and_shows_the_shape():
+    md = graded("batchnorm", "dbnvar_inv = (bndiff * dbnraw).sum(0)\n")._repr_markdown_()
+    assert r"bnvar\_inv is (1, d)" in md and "(shape (d,), not (1, d))" in md
