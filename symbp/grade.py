@@ -363,7 +363,7 @@ class Reader:
             return self._value(node)
         except _ShapeError as e:
             line = getattr(node, "lineno", self.line)
-            return Poison(f"{e} (line {line})", line)
+            return Poison(f"line {line}: {e}", line)
 
     def _value(self, node):
         if isinstance(node, ast.Constant):
@@ -455,14 +455,14 @@ class Reader:
                 hint = f"; did you mean {right}.T?"
             elif len(a.dims) == 2 and a.dims[0] == k2:
                 hint = f"; did you mean {left}.T?"
-            return Poison(f"matmul {_dims_str(a.dims)} @ {_dims_str(b.dims)}: inner dims {k1} and {k2} "
-                          f"differ{hint} (line {line})", line)
+            return Poison(f"line {line}: matmul {_dims_str(a.dims)} @ {_dims_str(b.dims)}: inner dims {k1} "
+                          f"and {k2} differ{hint}", line)
         body = a.expr * b.expr
         expr = body if k1 == 1 else Sum(k1, body)
         try:
             return Val(expr, _check_distinct(tuple(a.dims[:-1]) + tuple(b.dims[1:])))
         except _ShapeError as e:
-            return Poison(f"{e} (line {line})", line)
+            return Poison(f"line {line}: {e}", line)
 
     def attribute(self, v, attr, node):
         if isinstance(v, Module):

@@ -302,7 +302,7 @@ def test_biased_variance_layer_accepts_the_biased_formula_and_flags_bessel():
     ("linear", {}, "dW = dy.T @ x\n", "dW",
      "transposed: yours is (o, i) but W is (i, o) (swap the matmul's operands); its values are right"),
     ("linear", {}, "dx = dy @ W\n", "dx",
-     "matmul (n, o) @ (i, o): inner dims o and i differ; did you mean W.T?"),
+     "line 1: matmul (n, o) @ (i, o): inner dims o and i differ; did you mean W.T?"),
     # a sum over the wrong axis
     ("layernorm", {}, "dgain = (xhat * dy).sum(1)\n", "dgain",
      "yours runs along n where gain runs along d"),
