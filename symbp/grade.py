@@ -216,8 +216,8 @@ class Reader:
             return Val(spec.axis_list[0], ())
         if name in spec.options:
             return Val(spec.options[name].symbol, ())
-        if name == "range":
-            return "range"
+        if name in ("range", "len", "float", "int"):
+            return name
         known = ", ".join(t for t, v in spec.tensors.items() if v.role not in ("classes", "output"))
         sizes = ", ".join(a.name for a in spec.axis_list)
         self.fail(node, f"unknown name {name!r} ({spec.name} has the tensors {known}, the incoming "
@@ -246,10 +246,9 @@ class Reader:
             return
         if isinstance(stmt, ast.Expr):
             v = stmt.value
-            shown = isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id in ("cmp", "print")
-            if isinstance(v, (ast.Constant, ast.Name)) or shown:
-                return  # notebook display and checks: no effect on the answer
-            self.fail(stmt, f"a bare expression ({type(v).__name__}) is not an assignment")
+            if isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute) and v.func.attr.endswith("_"):
+                self.fail(stmt, f"the in-place method .{v.func.attr}() is not supported (write dNAME = ...)")
+            return  # notebook display and checks (cmp, print, x.shape): no effect on the answer
         if isinstance(stmt, ast.Assign):
             if len(stmt.targets) != 1:
                 self.fail(stmt, "chained assignment a = b = ... is not supported")
@@ -486,6 +485,8 @@ class Reader:
             return ("method", v, attr)
         if isinstance(v, Index) and attr in ("data",):
             return v
+        if isinstance(v, Index) and attr == "shape":
+            return Shape(tuple(v.dims))
         self.fail(node, f"attribute .{attr} is not supported here")
 
     def subscript(self, node):
@@ -523,6 +524,11 @@ class Reader:
         kw = {k.arg: k.value for k in node.keywords}
         if func in ("float", "int") and len(args) == 1:
             return self._value(args[0])
+        if func == "len" and len(args) == 1:
+            v = self._value(args[0])
+            if isinstance(v, (Val, Index)) and v.dims:
+                return Val(sp.Integer(1) if v.dims[0] == 1 else v.dims[0], ())
+            self.fail(node, "len() of something that is not a tensor")
         if func == "range":
             if len(args) != 1:
                 self.fail(node, "range(n) with one argument only")
@@ -1367,6 +1373,8 @@ class Grader:
             if len(dims) < len(t.dims) and lost:
                 return (f"{head}: keep the summed dim, e.g. .sum({lost[0]}, keepdim=True) "
                         f"(a {yours} tensor broadcasts silently, which hides this); {values}")
+            if len(dims) > len(t.dims):
+                return f"{head}: drop the size-one dim (no keepdim=True, or .squeeze()); {values}"
             return f"{head}; {values}"
         extra = [a for a in mine if a not in theirs]
         if extra and set(theirs) <= set(mine):

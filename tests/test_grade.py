@@ -233,7 +233,8 @@ def test_seed004_missing_mean_path_and_broadcast_shape():
 
 def test_seed004_linear_bias_keepdim_is_wrong_shape():
     v = graded("linear", SEED004_LINEAR_DB)["db"]
-    assert not v.correct and v.diagnosis == "shape (1, o), but b is (o,); its values are right"
+    assert not v.correct and v.diagnosis == ("shape (1, o), but b is (o,): drop the size-one dim "
+                                          "(no keepdim=True, or .squeeze()); its values are right")
 
 
 def test_the_learners_fused_batchnorm_that_cmp_rejected_is_proven_right():
@@ -381,7 +382,11 @@ dhprebn = dbndiff + dbnmeani / n
 dbnbias = dhpreact.sum(0).unsqueeze(0)
 """
     assert all_correct(graded("batchnorm", bn)) == {}
-    lin = "dx = torch.matmul(dy, W.transpose(0, 1))\ndW = x.t().mm(dy)\n"
+    lin = "dx = torch.matmul(dy, W.transpose(0, 1))\ndW = x.t().mm(dy)\ndx.shape\n"
+    ce_rows = ("dlogprobs = torch.zeros_like(logprobs)\n"
+               "dlogprobs[range(len(Yb)), Yb] = -1.0/Yb.shape[0]\n"
+               "cmp('logprobs', dlogprobs, logprobs)\n")
+    assert all_correct(graded("cross_entropy", ce_rows)) == {}
     assert all_correct(graded("linear", lin)) == {}
     ln = ("dxhat = gain * dy\n"
           "dx = rstd / d * (d * dxhat - dxhat.sum(1, keepdim=True)"
