@@ -587,3 +587,11 @@ def test_a_literal_batch_size_is_ignored_with_a_note():
 def test_markdown_keeps_names_literal_and_shows_the_shape():
     md = graded("batchnorm", "dbnvar_inv = (bndiff * dbnraw).sum(0)\n")._repr_markdown_()
     assert r"bnvar\_inv is (1, d)" in md and "(shape (d,), not (1, d))" in md
+
+
+def test_a_right_answer_that_loses_precision_gets_a_note_not_a_wrong():
+    v = graded("batchnorm", "dbnraw = (bngain + 10**8) * dhpreact - 10**8 * dhpreact\n")["dbnraw"]
+    assert v.correct
+    assert len(v.notes) == 1
+    assert "in float32 yours is off by" in v.notes[0] and "loses precision" in v.notes[0]
+    assert graded("batchnorm", "dbnraw = bngain * dhpreact\n")["dbnraw"].notes == []
