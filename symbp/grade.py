@@ -24,6 +24,8 @@ A wrong answer is diagnosed with the same evaluator: the gradient with one
 path cut (a missing path), the other variance convention, a sign, a constant
 factor, a missing sum over a broadcast axis, a transposed matmul, or an error
 inherited from an earlier line; otherwise the simplified difference is shown.
+A right answer may get a note (raw ``exp`` that overflows, a form much less
+accurate in float32 than the derived one), never a different verdict.
 """
 
 from __future__ import annotations
