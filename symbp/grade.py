@@ -43,6 +43,7 @@ import sympy as sp
 from symbp.spec import ArgmaxMask, Max, SpecError, Sum
 
 PROOF_OPS_LIMIT = 4000  # larger answers are judged by the exact test alone
+PROOF_SECONDS = 15  # a reduction still running then is abandoned for the exact test (8 worlds)
 MP_DIGITS = 50
 MP = mpmath.MPContext()  # a private context: the global mpmath precision stays as it is
 MP.dps = MP_DIGITS
@@ -1142,6 +1143,36 @@ class FloatWorld:
         raise SpecError(f"no float evaluation for {type(e).__name__}")
 
 
+class _OutOfTime(Exception):
+    pass
+
+
+def _within(seconds, fn, *args):
+    """``fn(*args)``, or None when it runs past ``seconds`` (main thread on POSIX; else no limit).
+
+    SymPy's ``cancel`` on an unlucky answer can run for minutes; the exact test
+    does not need it, so a grade never hangs on the second opinion.
+    """
+    import signal
+    import threading
+
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        return fn(*args)
+
+    def late(signum, frame):
+        raise _OutOfTime
+
+    previous = signal.signal(signal.SIGALRM, late)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return fn(*args)
+    except _OutOfTime:
+        return None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _dependents(spec) -> dict:
     """Tensor name -> names of the bindings that depend on it (directly or not)."""
     deps = {t: set() for t in spec.tensors}
@@ -1345,7 +1376,8 @@ class Grader:
 
         full = self.inliner.full(value)
         try:  # an answer too big to expand is left to the exact test (below, with more worlds)
-            res = residual(spec, full, derived_full) if sp.count_ops(full) < PROOF_OPS_LIMIT else None
+            res = _within(PROOF_SECONDS, residual, spec, full, derived_full) \
+                if sp.count_ops(full) < PROOF_OPS_LIMIT else None
         except Exception:  # the proof is a second opinion; never let it crash a grade
             res = None
         proven = res is not None and res == 0
