@@ -760,10 +760,6 @@ class Reader:
             expr = expr.xreplace(subs)
         return expr
 
-    def poisoned_inputs(self, expr):
-        """Earlier graded names this expression reads whose own value is a shape error."""
-        return [s for s in expr.free_symbols if s in self.versions and isinstance(self.versions[s], Poison)]
-
 
 # ---------------------------------------------------------------------------
 # Exact evaluation, independent of the engine
