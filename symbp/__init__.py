@@ -17,6 +17,17 @@ def derive(layer: str, **options):
     return _derive(layer, **options)
 
 
+def grade(layer: str, source: str, **options):
+    """Grade a learner's backward ``source`` (``dNAME = <torch expression>`` lines) for ``layer``.
+
+    Returns a report: ``str(report)`` is one ``dNAME: correct`` / ``dNAME: wrong: ...`` line
+    per gradient; in Jupyter it shows the learner's expression, the derived one and the difference.
+    """
+    from symbp.grade import grade as _grade
+
+    return _grade(layer, source, **options)
+
+
 def list_layers() -> dict:
     """``{name: one-line description}`` of the built-in layers."""
     from symbp.layers import builtin_names, describe_builtin

@@ -4,6 +4,7 @@
     symbp derive LAYER [--format text|latex|markdown] [-o FILE] [--OPTION VALUE ...]
     symbp generate [LAYER ...] [-o OUTDIR] [--check]
     symbp check LAYER [--batch N] [--dtype float32|float64] [--OPTION VALUE ...]
+    symbp grade LAYER ANSWER.py [--OPTION VALUE ...]
     symbp train [-i FILE] [--steps N] [--backward generated|autograd] [--out DIR] [--resume] ...
     symbp sample [--out DIR] [-n 20]
 
@@ -101,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     c.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     c.add_argument("--seed", type=int, default=0)
+    gr = sub.add_parser("grade", help="check a hand-written backward and say what is wrong",
+                        description="Read ANSWER.py (dNAME = <torch expression> lines, not run) and print "
+                                    "dNAME: correct / dNAME: wrong: <diagnosis> for each gradient. Exit 0 if "
+                                    "all are correct, 1 if any is wrong, 2 if the answer cannot be read.")
+    gr.add_argument("layer", help="a built-in layer name or a spec file path")
+    gr.add_argument("answer", help="the learner's answer, a .py file")
     from symbp.cli_train import add_parsers  # train, sample (imports torch only when run)
 
     add_parsers(sub)
@@ -208,6 +215,26 @@ def cmd_check(args, extra) -> int:
     return 1 if bad or wrong else 0
 
 
+def cmd_grade(args, extra) -> int:
+    from pathlib import Path
+
+    from symbp.grade import GradeError, grade
+
+    path = Path(args.answer)
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read {args.answer}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        report = grade(args.layer, source, filename=path.name, **_layer_options(extra))
+    except GradeError as e:
+        raise UsageError(str(e)) from None
+    sys.stdout.write(report.text())
+    for note in report.notes():
+        print(f"symbp: note: {note}", file=sys.stderr)
+    return 0 if report.all_correct else 1
+
+
 def _emit(content: str, output) -> None:
     if output:
         from symbp.fileio import write_atomic
@@ -217,7 +244,8 @@ def _emit(content: str, output) -> None:
         sys.stdout.write(content)
 
 
-COMMANDS = {"list": cmd_list, "derive": cmd_derive, "generate": cmd_generate, "check": cmd_check}
+COMMANDS = {"list": cmd_list, "derive": cmd_derive, "generate": cmd_generate, "check": cmd_check,
+            "grade": cmd_grade}
 
 
 #: what a console that cannot print the derivation's symbols gets instead
@@ -258,7 +286,7 @@ def main(argv=None) -> int:
             sys.stdout.write(layer_help("derive", argv[1]))
             return 0
         args, extra = build_parser().parse_known_args(argv)
-        if extra and args.command not in ("derive", "check"):
+        if extra and args.command not in ("derive", "check", "grade"):
             raise UsageError(f"unexpected arguments: {' '.join(extra)}")
         if args.command in COMMANDS:
             return COMMANDS[args.command](args, extra)
