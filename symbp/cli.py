@@ -297,6 +297,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("symbp: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `symbp derive L | head`: the reader left; nothing to report
+        sys.stdout = open(os.devnull, "w")
+        return 141
     except Exception as e:  # anything else a spec can provoke: one line; SYMBP_DEBUG=1 shows the traceback
         if os.environ.get("SYMBP_DEBUG"):
             raise

@@ -202,7 +202,9 @@ class TorchCode(TorchPrinter):
         if small:
             inner = sp.Mul(*small)
             code = super()._print_Mul(inner) if isinstance(inner, sp.Mul) else self._print(inner)
-            parts.append(code if inner.is_Symbol or not parts else f"({code})")
+            if not inner.is_Symbol and (parts or precedence(inner) < PRECEDENCE["Mul"]):
+                code = f"({code})"  # a sum, or anything that a product would split
+            parts.append(code)
         left = "*".join(parts) or "1"
         if den != 1:
             left += "/" + self.parenthesize(den, PRECEDENCE["Mul"])
