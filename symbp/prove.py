@@ -15,6 +15,7 @@ from fractions import Fraction
 import sympy as sp
 
 from symbp.algebra import normalize
+from symbp.functions import sigmoid, softplus
 from symbp.simplify import Inliner, apply_identities, inline_forward, merge_sums
 from symbp.spec import Sum
 
@@ -146,8 +147,10 @@ def _compare_at_point(spec, lhs, rhs, size, rng) -> dict:
         pairs.append((combo, ev.value(lhs, idx), ev.value(rhs, idx)))
     exact = all(isinstance(a, Fraction) and isinstance(b, Fraction) for _, a, b in pairs)
     with mpmath.workdps(MP_DIGITS):
+        # never below 1e-15: a gradient that is tiny everywhere (a saturated softmax) is the
+        # difference of terms of order one, so its rounding is judged against those terms
         scale = max([abs(mpmath.mpf(v)) if isinstance(v, Fraction) else abs(v)
-                     for _, a, b in pairs for v in (_mp(a), _mp(b))] + [mpmath.mpf(0)])
+                     for _, a, b in pairs for v in (_mp(a), _mp(b))] + [mpmath.mpf("1e-15")])
         worst = 0.0
         for combo, a, b in pairs:
             if isinstance(a, Fraction) and isinstance(b, Fraction):
@@ -256,7 +259,8 @@ class _ExactEvaluator:
             top = max(values, key=_mp)
             if isinstance(e, Max):
                 return top
-            return Fraction(int(_mp(self._ev(e.body, idx)) == _mp(top)))
+            ties = sum(1 for v in values if _mp(v) == _mp(top))  # the gradient splits among ties
+            return Fraction(int(_mp(self._ev(e.body, idx)) == _mp(top)), ties)
         if isinstance(e, sp.Add):
             total = Fraction(0)
             for a in e.args:
@@ -292,7 +296,33 @@ class _ExactEvaluator:
             if _mp(v) <= 0:
                 raise OutsideDomain("log of a non-positive number")
             return mpmath.log(_mp(v))
+        if isinstance(e, sigmoid):
+            return 1 / (1 + mpmath.exp(-_mp(self._ev(e.args[0], idx))))
+        if isinstance(e, softplus):
+            return mpmath.log(1 + mpmath.exp(_mp(self._ev(e.args[0], idx))))
+        if isinstance(e, sp.Heaviside):
+            v = _mp(self._ev(e.args[0], idx))
+            at_zero = self._ev(e.args[1], idx) if len(e.args) > 1 else Fraction(1, 2)
+            return Fraction(1) if v > 0 else (at_zero if v == 0 else Fraction(0))
+        if isinstance(e, sp.Piecewise):
+            for p in e.args:
+                if p.cond == sp.true or self._holds(p.cond, idx):
+                    return self._ev(p.expr, idx)
+            raise OutsideDomain("no branch of a Piecewise applies")
         raise ValueError(f"exact test: cannot evaluate {type(e).__name__}: {e}")
+
+    def _holds(self, c, idx) -> bool:
+        """A branch condition at this point (compared exactly where both sides are rational)."""
+        if isinstance(c, sp.And):
+            return all(self._holds(a, idx) for a in c.args)
+        if isinstance(c, sp.Or):
+            return any(self._holds(a, idx) for a in c.args)
+        ops = {sp.StrictGreaterThan: lambda a, b: a > b, sp.GreaterThan: lambda a, b: a >= b,
+               sp.StrictLessThan: lambda a, b: a < b, sp.LessThan: lambda a, b: a <= b}
+        for cls, op in ops.items():
+            if isinstance(c, cls):
+                return bool(op(_mp(self._ev(c.lhs, idx)), _mp(self._ev(c.rhs, idx))))
+        raise ValueError(f"exact test: cannot evaluate the condition {c}")
 
 
 def prove_exact(derivation, sizes=EXACT_SIZES, trials: int = 2, seed: int = 0) -> dict:
