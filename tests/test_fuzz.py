@@ -6,9 +6,8 @@ is compared in float64 with autograd of the independent reference evaluator
 (finite wherever the reference is finite, relative error <= 1e-9). A
 refusal with a one-line ``SpecError`` is allowed; a traceback, a hang, a
 non-finite or a wrong number is not. ``benchmarks/fuzz_specs.py`` runs
-thousands of examples; tests marked ``xfail(strict=True)`` are engine bugs
-it found, and start failing (XPASS) once the engine is fixed, so that the
-mark is removed.
+thousands of examples; each test below the random one is a bug it found,
+kept as a regression test now that the engine is fixed.
 """
 
 import pytest
@@ -52,13 +51,7 @@ def hypothesis_draw(data):
 
 # --- the fuzzer ---------------------------------------------------------------------------
 
-KNOWN = ("engine bugs the fuzzer finds in every hundred-example run (each has a regression test "
-         "below): a broadcast term inside a Sum loses its axis size; Max ties; a zero gradient lowers "
-         "to '0.expand(...)'; LaTeX of a power of a reduction crashes; saving Abs(...) or a product "
-         "sends the solver into NotImplementedError or a division by zero")
 
-
-@pytest.mark.skipif(False, reason="")
 @settings(max_examples=100, deadline=None, derandomize=True, database=None,
           phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
 @given(data=st.data(), edge=st.sampled_from(["none", "zeros", "ties"]), seed=st.integers(0, 2**16))
