@@ -348,10 +348,13 @@ def tidy(spec: Spec, expr):
         cancelled = sp.cancel(sp.together(expanded))
         cands += [cancelled, sp.factor_terms(cancelled),
                   sp.factor_terms(sp.expand(cancelled, power_exp=False, power_base=False, log=False))]
+    terms = sp.Add.make_args(expanded)
     for sym in sorted({s for s in expanded.free_symbols if spec.is_tensor(s)}, key=str):
-        collected = sp.collect(expanded, sym)
-        cands += [collected, sp.factor_terms(collected)]
+        if sum(1 for t in terms if t.has(sym)) > 1:  # collecting a symbol in one term changes nothing
+            collected = sp.collect(expanded, sym)
+            cands += [collected, sp.factor_terms(collected)]
     cands += [merge_sums(spec, c) for c in cands]
+    cands = list(dict.fromkeys(cands))
     expr = min(cands, key=lambda e: (cost(spec, e), sp.count_ops(e)))
     outside, brackets = [], []
     for f in sp.Mul.make_args(expr):
@@ -379,6 +382,13 @@ def tensor_ops(spec: Spec, expr) -> int:
     A sum of k terms is k - 1 additions (a negated term is a subtraction, not a negation
     and an addition); a product of k tensor factors is k - 1 multiplications.
     """
+    cache = spec.__dict__.setdefault("_tensor_ops", {})
+    if expr not in cache:
+        cache[expr] = _tensor_ops(spec, expr)
+    return cache[expr]
+
+
+def _tensor_ops(spec: Spec, expr) -> int:
     if not any(spec.is_tensor(s) or s.name.startswith("d") for s in expr.free_symbols):
         return 0
     if expr.is_Atom:
