@@ -1251,9 +1251,9 @@ class Report:
         return self.text()
 
     def _tex(self, e) -> str:
-        from symbp.report import latex_printer
+        from symbp.report import TexPrinter
 
-        return latex_printer(self.spec).doprint(e)
+        return TexPrinter(self.spec).doprint(e)
 
     def _repr_markdown_(self) -> str:
         rows = [f"**symbp grade {self.layer}**: {sum(v.correct for v in self)} of {len(self)} correct", ""]

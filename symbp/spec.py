@@ -89,6 +89,19 @@ def check_spec_name(name: str, what: str) -> str:
     return name
 
 
+class Name(sp.Symbol):
+    """A tensor's (or gradient's, or option's) symbol: typeset upright as one word in Jupyter,
+    ``\\mathrm{bnvar\\_inv}`` rather than ``bnvar_{inv}`` beside ``bngain`` run together."""
+
+    def _latex(self, printer):
+        names = printer._settings.get("symbol_names") or {}
+        if self in names:  # a printer that names symbols itself (symbp's reports) decides
+            return names[self]
+        if len(self.name) == 1:
+            return self.name
+        return r"\mathrm{%s}" % self.name.replace("_", r"\_")
+
+
 class Reduction(sp.Function):
     """An opaque reduction ``R(axis, expr)``: SymPy never looks inside."""
 
@@ -242,7 +255,7 @@ class Spec:
         self._check_new(name)
         if not float(default) > 0:
             raise SpecError(f"option {name}: default must be positive")
-        sym = sp.Symbol(name, positive=True)
+        sym = Name(name, positive=True)
         self.options[name] = Option(name, sym, float(default))
         return sym
 
@@ -260,7 +273,7 @@ class Spec:
         if gname in self._adjoints:
             return self._adjoints[gname]
         t = self.tensors[name]
-        sym = sp.Symbol(gname, real=True)
+        sym = Name(gname, real=True)
         self._adjoints[gname] = sym
         self._by_symbol[sym] = Tensor(gname, sym, t.dims, "adjoint")
         return sym
@@ -328,7 +341,7 @@ class Spec:
         self._check_new(name)
         dims = tuple(dims)
         self._check_axes(name, dims)
-        sym = sp.Symbol(name, real=True, **assume)
+        sym = Name(name, real=True, **assume)
         self.tensors[name] = Tensor(name, sym, dims, role)
         self._by_symbol[sym] = self.tensors[name]
         return sym
@@ -351,7 +364,7 @@ class Spec:
                 assume = {"positive": True}
             elif expr.is_nonnegative:
                 assume = {"nonnegative": True}
-        sym = sp.Symbol(name, real=True, **assume)
+        sym = Name(name, real=True, **assume)
         self.tensors[name] = Tensor(name, sym, dims, role, expr=expr)
         self._by_symbol[sym] = self.tensors[name]
         return sym
