@@ -70,7 +70,7 @@ def backward(_ctx, dy, needs=None):
     dbias = None
     if needs[0]:
         t0 = gain*dy  # (n, d)
-        dx = (rstd/d)*((d*gain)*dy - (t0*xhat).sum(1, keepdim=True)*xhat - t0.sum(1, keepdim=True))  # (n, d) (18) fused: dy -> dx
+        dx = (rstd/d)*((d*gain)*dy - (xhat*t0).sum(1, keepdim=True)*xhat - t0.sum(1, keepdim=True))  # (n, d) (18) fused: dy -> dx
     if needs[1]:
         dgain = (dy*xhat).sum(0)  # (d,) (19) fused: dy -> dgain
     if needs[2]:
@@ -90,9 +90,9 @@ def backward_chunked(_ctx, dy):
     dxhat = gain*dy  # (n, d) (7) through y = bias + gain*xhat
     drstd = (dxhat*xc).sum(1, keepdim=True)  # (n, 1) (8) through xhat = rstd*xc
     dvar = -1/2*drstd/(eps + var)**(1.5)  # (n, 1) (9) through rstd = 1/sqrt(eps + var)
-    dxc = rstd*dxhat + ((2/d)*dvar)*xc  # (n, d) (10) through var = Σ_d(xc**2)/d, xhat = rstd*xc
+    dxc = ((2/d)*dvar)*xc + rstd*dxhat  # (n, d) (10) through var = Σ_d(xc**2)/d, xhat = rstd*xc
     dmean = -dxc.sum(1, keepdim=True)  # (n, 1) (11) through xc = -mean + x
-    dx = dxc + (1/d)*dmean  # (n, d) (12) through mean = Σ_d(x)/d, xc = -mean + x
+    dx = (1/d)*dmean + dxc  # (n, d) (12) through mean = Σ_d(x)/d, xc = -mean + x
     dgain = (dy*xhat).sum(0)  # (d,) (13) through y = bias + gain*xhat
     dbias = dy.sum(0)  # (d,) (14) through y = bias + gain*xhat
     return {

@@ -81,7 +81,7 @@ def backward_chunked(_ctx, dy):
     dxhat = gain*dy  # (n, d) (5) through y = gain*xhat
     drrms = (dxhat*x).sum(1, keepdim=True)  # (n, 1) (6) through xhat = rrms*x
     dms = -1/2*drrms/(eps + ms)**(1.5)  # (n, 1) (7) through rrms = 1/sqrt(eps + ms)
-    dx = rrms*dxhat + ((2/d)*dms)*x  # (n, d) (8) through ms = Σ_d(x**2)/d, xhat = rrms*x
+    dx = ((2/d)*dms)*x + rrms*dxhat  # (n, d) (8) through ms = Σ_d(x**2)/d, xhat = rrms*x
     dgain = (dy*xhat).sum(0)  # (d,) (9) through y = gain*xhat
     return {
         "dxhat": dxhat,

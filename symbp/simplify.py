@@ -352,7 +352,9 @@ def tidy(spec: Spec, expr):
     for sym in sorted({s for s in expanded.free_symbols if spec.is_tensor(s)}, key=str):
         if sum(1 for t in terms if t.has(sym)) > 1:  # collecting a symbol in one term changes nothing
             collected = sp.collect(expanded, sym)
-            cands += [collected, sp.factor_terms(collected)]
+            cands.append(collected)
+            if sp.count_ops(collected) < 120:  # factor_terms is slow on large expressions
+                cands.append(sp.factor_terms(collected))
     cands += [merge_sums(spec, c) for c in cands]
     cands = list(dict.fromkeys(cands))
     expr = min(cands, key=lambda e: (cost(spec, e), sp.count_ops(e)))
