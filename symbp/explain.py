@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from symbp.algebra import normalize
+from symbp.reverse import top_reductions
 from symbp.simplify import Inliner, apply_identities, basis_rewrites, rewrite, tidy
 from symbp.spec import ArgmaxMask, Max, Reduction, Sum
 
@@ -292,7 +293,7 @@ def _add(terms):
 def _local_term(spec, expr, adjoint, t):
     """What flows from ``expr`` into ``t``, unsimplified (mirrors ``reverse._backprop``)."""
     placeholders, local = {}, expr
-    for red in _top_reductions(expr):
+    for red in top_reductions(expr):
         ph = sp.Dummy("R", real=True)
         placeholders[ph] = red
         local = local.xreplace({red: ph})
@@ -323,7 +324,7 @@ def _elementwise_partial(spec, expr, t):
     """∂expr/∂t for one element of ``t`` (through reductions too), or None where a reduction's
     gradient must first be summed over an axis (then only the chain line is shown)."""
     placeholders, local = {}, expr
-    for red in _top_reductions(expr):
+    for red in top_reductions(expr):
         ph = sp.Dummy("R", real=True)
         placeholders[ph] = red
         local = local.xreplace({red: ph})
@@ -348,21 +349,6 @@ def _sum_over(spec, expr, axes):
     for a in sorted(axes, key=spec.axis_position, reverse=True):
         expr = Sum(a, expr)
     return expr
-
-
-def _top_reductions(expr):
-    found = []
-
-    def walk(e):
-        if isinstance(e, Reduction) and not isinstance(e, ArgmaxMask):
-            if e not in found:
-                found.append(e)
-            return
-        for a in e.args:
-            walk(a)
-
-    walk(expr)
-    return found
 
 
 def contracted(spec, red, t) -> bool:
@@ -519,34 +505,41 @@ def _chain_names(ch, name) -> set:
 
 
 def _simplify_steps(spec, expr, rewrites, idmap, idnum, defnum) -> list:
-    """``simplify.closed_form`` step by step: linearity, identities, saved tensors, tidy."""
+    """``simplify.closed_form`` step by step: linearity, identities, saved tensors, tidy.
+
+    The engine holds some reductions as opaque symbols while it rewrites (``rewrites.thaw``);
+    each step is shown with them written out, and a step that only holds one shows nothing.
+    """
+    thaw = getattr(rewrites, "thaw", None) or {}
     steps = []
+
+    def add(new, reason):
+        shown = new.xreplace(thaw) if thaw else new
+        if shown != (steps[-1].expr if steps else expr.xreplace(thaw)):
+            steps.append(Step(shown, reason))
+
     for _ in range(12):
         prev = expr
         norm = normalize(spec, expr)
         if norm != expr:
-            steps.append(Step(norm, "linearity: constants come out of each sum"))
+            add(norm, "linearity: constants come out of each sum")
             expr = norm
         before = dict(idmap)
         ided = apply_identities(spec, expr, idmap)
         if ided != expr:
             used = [k for k in idmap if expr.has(k)] or [k for k in idmap if k not in before]
-            steps.append(Step(ided, "by the identit" + ("ies " if len(used) > 1 else "y ")
-                              + ", ".join(_id_ref(k, idnum) for k in used)))
+            add(ided, "by the identit" + ("ies " if len(used) > 1 else "y ")
+                + ", ".join(_id_ref(k, idnum) for k in used))
             expr = ided
         fired = [s for s in rewrites if expr.has(s)]
         rew = rewrite(expr, rewrites)
         if rew != expr:
-            steps.append(Step(rew, _rewrite_reason(spec, fired, rewrites, defnum)))
+            add(rew, _rewrite_reason(spec, fired, rewrites, defnum))
             expr = rew
         if expr == prev:
             break
-    if getattr(rewrites, "thaw", None) and expr.has(*rewrites.thaw):
-        expr = expr.xreplace(rewrites.thaw)
-        steps.append(Step(expr, "write the held reductions out again"))
-    final = tidy(spec, expr)
-    if final != expr:
-        steps.append(Step(final, "gather the common factor (or expand, whichever takes fewer operations)"))
+    expr = expr.xreplace(thaw) if thaw else expr
+    add(tidy(spec, expr), "gather the common factor (or expand, whichever takes fewer operations)")
     return steps
 
 
@@ -562,7 +555,9 @@ def _rewrite_reason(spec, fired, rewrites, defnum) -> str:
 
     solved, substituted, recognised = [], [], []
     for s in fired:
-        if not spec.is_tensor(s):  # a subexpression equal to a saved tensor (or held whole)
+        if rewrites[s] in getattr(rewrites, "thaw", {}):
+            continue  # a reduction held whole: the chain shows it written out
+        if not spec.is_tensor(s):  # a subexpression equal to a saved tensor
             owner = next((n for n in spec.saved if rewrites[s].has(spec.tensors[n].symbol)), None)
             recognised.append(f"`{s}` as `{rewrites[s]}`" + (cite(owner) if owner else ""))
             continue

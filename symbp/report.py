@@ -105,6 +105,14 @@ class TextPrinter(StrPrinter):
     def _print_Partial(self, e):
         return "∂%s/∂%s" % (self._print(e.args[0]), self._print(e.args[1]))
 
+    def _print_Piecewise(self, e):
+        """``(x if x > 0 else 0)``: the first branch whose condition holds, as Python reads it."""
+        out = [self._print(b.expr) if b.cond is sp.true else
+               f"{self._print(b.expr)} if {self._print(b.cond)} else" for b in e.args]
+        if e.args[-1].cond is not sp.true:
+            out.append("undefined")
+        return "(" + " ".join(out) + ")"
+
     def grouped(self, expr) -> str:
         g = grouped(expr, self.tensors)
         if g is None:
@@ -156,6 +164,22 @@ class TexPrinter(LatexPrinter):
         super().__init__({"symbol_names": names, "mul_symbol": "dot"})
         self.names = names
         self.tensors = set(spec._by_symbol)
+
+    def _print(self, expr, **kwargs):
+        """Objects that print themselves (``pi``, ``E``, ``sigmoid``, ``softplus``) do; the
+        reductions are printed by the methods below (``printmethod`` keeps their ``_latex`` out)."""
+        own = getattr(expr, "_latex", None)
+        if own is not None and isinstance(expr, sp.Basic) and not isinstance(expr, Reduction):
+            return own(self, **kwargs)
+        return super()._print(expr, **kwargs)
+
+    def _print_Piecewise(self, e):
+        """``\\begin{cases} a & \\text{if } x > 0 \\\\ b & \\text{otherwise} \\end{cases}``."""
+        rows = []
+        for b in e.args:
+            cond = r"\text{otherwise}" if b.cond is sp.true else r"\text{if } " + self._print(b.cond)
+            rows.append(self._print(b.expr) + " & " + cond)
+        return r"\begin{cases} " + r" \\ ".join(rows) + r" \end{cases}"
 
     def _body(self, e):
         s = self._print(e)

@@ -108,7 +108,7 @@ def _backprop(spec, expr, adjoint, via, ch, needs, spread=frozenset()):
     """
     placeholders = {}
     local = expr
-    for red in _top_reductions(expr):
+    for red in top_reductions(expr):
         ph = sp.Dummy("R", real=True)
         placeholders[ph] = red
         local = local.xreplace({red: ph})
@@ -141,7 +141,7 @@ def _backprop(spec, expr, adjoint, via, ch, needs, spread=frozenset()):
         _backprop(spec, red.body, flow, via, ch, needs, frozenset(inner))
 
 
-def _top_reductions(expr):
+def top_reductions(expr):
     """Reductions in ``expr`` that are not inside another reduction."""
     found = []
 
