@@ -11,14 +11,17 @@ For each differentiable input (and, for the record, each intermediate):
    ``Sum(n, bndiff) = 0`` (the mean path of BatchNorm) and
    ``Sum(c, probs) = 1`` (the max-shift path of cross-entropy) are found;
    no layer is special-cased.
-3. *Rewrite into saved quantities.* Each saved binding is solved for its
-   same-shaped operand (``bnraw = bndiff*bnvar_inv`` gives
-   ``bndiff = bnraw/bnvar_inv``; ``bnvar_inv = (bnvar+eps)**-1/2`` gives
-   ``bnvar = bnvar_inv**-2 - eps``), other reduction-free bindings are
-   replaced by their definitions, and steps 2 and 3 repeat until nothing
-   changes.
-4. *Tidy*: gather the common factor so the result reads like the formula a
-   careful person writes.
+3. *Rewrite into saved quantities, soundly* (``basis_rewrites``): a saved
+   binding's definition is replaced by the saved tensor wherever it appears,
+   and saved bindings are peeled back through total inverses only
+   (``bndiff = bnraw/bnvar_inv`` because ``bnvar_inv > 0``;
+   ``bnvar = bnvar_inv**-2 - eps``; ``exp(-x) = 1/sig - 1``). No solver, no
+   inverse of ``exp``/``log``/``tanh``/``Abs``, no division by what may be
+   zero: the result is defined and equal wherever the forward is. Other
+   reduction-free bindings are replaced by their definitions, and steps 2
+   and 3 repeat until nothing changes.
+4. *Tidy*: cancel, merge sums, and keep the equal form with the fewest torch
+   operations, read like the formula a careful person writes.
 """
 
 from __future__ import annotations
