@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from symbp.algebra import normalize
-from symbp.reverse import top_reductions
+from symbp.reverse import local_form
 from symbp.simplify import Inliner, apply_identities, basis_rewrites, rewrite, tidy
 from symbp.spec import ArgmaxMask, Max, Reduction, Sum
 
@@ -292,13 +292,7 @@ def _add(terms):
 
 def _local_term(spec, expr, adjoint, t):
     """What flows from ``expr`` into ``t``, unsimplified (mirrors ``reverse._backprop``)."""
-    placeholders, local = {}, expr
-    for red in top_reductions(expr):
-        ph = sp.Dummy("R", real=True)
-        placeholders[ph] = red
-        local = local.xreplace({red: ph})
-    back = dict(placeholders)
-    back.update({b.expr: b.symbol for b in spec.bindings})
+    local, placeholders, back = local_form(spec, expr)
     total = []
     if t.symbol in local.free_symbols:
         part = sp.diff(local, t.symbol).xreplace(back)
@@ -323,13 +317,7 @@ def _local_term(spec, expr, adjoint, t):
 def _elementwise_partial(spec, expr, t):
     """∂expr/∂t for one element of ``t`` (through reductions too), or None where a reduction's
     gradient must first be summed over an axis (then only the chain line is shown)."""
-    placeholders, local = {}, expr
-    for red in top_reductions(expr):
-        ph = sp.Dummy("R", real=True)
-        placeholders[ph] = red
-        local = local.xreplace({red: ph})
-    back = dict(placeholders)
-    back.update({b.expr: b.symbol for b in spec.bindings})
+    local, placeholders, back = local_form(spec, expr)
     total = sp.diff(local, t.symbol).xreplace(back) if t.symbol in local.free_symbols else sp.S.Zero
     for ph, red in placeholders.items():
         if t.symbol not in red.body.free_symbols:

@@ -17,7 +17,7 @@ import sympy as sp
 from symbp.algebra import normalize
 from symbp.functions import sigmoid, softplus
 from symbp.simplify import Inliner, apply_identities, inline_forward, merge_sums
-from symbp.spec import Sum
+from symbp.spec import Sum, axis_divisors
 
 
 def residual(spec, chain, fused, rounds: int = 6) -> sp.Expr:
@@ -351,14 +351,7 @@ def prove_exact(derivation, sizes=EXACT_SIZES, trials: int = 2, seed: int = 0) -
 def side_conditions(spec) -> list:
     """What the proof assumes beyond the bindings: divisors made of axis sizes are non-zero,
     class data is one-hot (each row sums to one), options are positive."""
-    axes = set(spec.axis_list)
-    found = []
-    for t in spec.bindings:
-        for node in sp.preorder_traversal(t.expr):
-            base = node.base if isinstance(node, sp.Pow) and node.exp.is_negative else None
-            if base is not None and base.free_symbols and base.free_symbols <= axes \
-                    and not base.is_Symbol and f"{base} > 0" not in found:
-                found.append(f"{base} > 0")
+    found = [f"{b} > 0" for b in axis_divisors(spec)]
     found += [f"{t.name} one-hot along {t.class_axis}" for t in spec.tensors.values() if t.role == "classes"]
     found += [f"{o} > 0" for o in spec.options]
     return found

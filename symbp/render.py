@@ -23,7 +23,7 @@ from symbp.fileio import write_atomic
 from symbp.layers import builtin_names, load
 from symbp.report import equation_numbers, markdown
 from symbp.reverse import grad_name
-from symbp.spec import Reduction, SpecError, check_identifier
+from symbp.spec import Reduction, SpecError, axis_divisors, check_identifier
 
 # symbp/templates (the fallback is a checkout from before they moved there)
 TEMPLATES = next((p for p in (Path(__file__).resolve().parent / "templates",
@@ -233,15 +233,7 @@ def _size_source(args, axis) -> str:
 
 def _size_guards(spec) -> list:
     """``(condition, message)`` for each axis-size divisor, e.g. Bessel's ``n - 1``."""
-    import sympy as sp
-
-    axes = set(spec.axis_list)
-    found = []
-    for t in spec.bindings:
-        for node in sp.preorder_traversal(t.expr):
-            if isinstance(node, sp.Pow) and node.exp.is_negative and node.base.free_symbols <= axes \
-                    and node.base.free_symbols and not node.base.is_Symbol and node.base not in found:
-                found.append(node.base)
+    found = axis_divisors(spec)
     sizes = ", ".join(f"{a.name}={{{a.name}}}" for a in spec.axis_list)
     return [(f"{b} <= 0", f"{spec.name}: {_brace_safe(b)} must be positive for this layer; got {sizes}")
             for b in found]

@@ -114,23 +114,29 @@ class TextPrinter(StrPrinter):
         return "(" + " ".join(out) + ")"
 
     def grouped(self, expr) -> str:
-        g = grouped(expr, self.tensors)
-        if g is None:
-            return self.doprint(expr)
-        pre, terms = g
-        out = []
-        for i, t in enumerate(terms):
-            neg = t.could_extract_minus_sign()
-            coeff, rest = _split_coefficient(-t if neg else t, self.tensors)
-            if rest == 1:
-                body = self._print(coeff)
-            elif coeff == 1:
-                body = self._print(rest)
-            else:
-                body = (self.parenthesize(coeff, 50, strict=True) + "*"
-                        + self.parenthesize(rest, 50, strict=True))
-            out.append(("- " if neg else ("+ " if i else "")) + body)
-        return f"{self._print(pre)} * ({' '.join(out)})"
+        out = _grouped_terms(self, expr, "*")
+        return out if isinstance(out, str) else f"{self._print(out[0])} * ({' '.join(out[1])})"
+
+
+def _grouped_terms(printer, expr, times):
+    """``(prefactor, [signed terms])`` of ``grouped(expr)``, or the plain print where it does not group."""
+    g = grouped(expr, printer.tensors)
+    if g is None:
+        return printer.doprint(expr)
+    pre, terms = g
+    out = []
+    for i, t in enumerate(terms):
+        neg = t.could_extract_minus_sign()
+        coeff, rest = _split_coefficient(-t if neg else t, printer.tensors)
+        if rest == 1:
+            body = printer._print(coeff)
+        elif coeff == 1:
+            body = printer._print(rest)
+        else:
+            body = (printer.parenthesize(coeff, 50, strict=True) + times
+                    + printer.parenthesize(rest, 50, strict=True))
+        out.append(("- " if neg else ("+ " if i else "")) + body)
+    return pre, out
 
 
 def _join_terms(printer, terms) -> str:
@@ -219,23 +225,9 @@ class TexPrinter(LatexPrinter):
         return r"\left.%s\right|_{%s}" % (self._print(lab.adj), sub)
 
     def grouped(self, expr) -> str:
-        g = grouped(expr, self.tensors)
-        if g is None:
-            return self.doprint(expr)
-        pre, terms = g
-        out = []
-        for i, t in enumerate(terms):
-            neg = t.could_extract_minus_sign()
-            coeff, rest = _split_coefficient(-t if neg else t, self.tensors)
-            if rest == 1:
-                body = self._print(coeff)
-            elif coeff == 1:
-                body = self._print(rest)
-            else:
-                body = (self.parenthesize(coeff, 50, strict=True) + r" \cdot "
-                        + self.parenthesize(rest, 50, strict=True))
-            out.append(("- " if neg else ("+ " if i else "")) + body)
-        return self._print(pre) + r" \cdot \left(" + " ".join(out) + r"\right)"
+        out = _grouped_terms(self, expr, r" \cdot ")
+        return out if isinstance(out, str) else \
+            self._print(out[0]) + r" \cdot \left(" + " ".join(out[1]) + r"\right)"
 
     def lines(self, expr) -> list:
         """``expr`` printed, broken after top-level terms where it is long."""

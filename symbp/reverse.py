@@ -106,15 +106,7 @@ def _backprop(spec, expr, adjoint, via, ch, needs, spread=frozenset()):
     sums over them: a tensor without such an axis appears once per position along it, so
     its contribution is summed over it (``Sum(n, x + w)`` gives ``dw = n*dS``).
     """
-    placeholders = {}
-    local = expr
-    for red in top_reductions(expr):
-        ph = sp.Dummy("R", real=True)
-        placeholders[ph] = red
-        local = local.xreplace({red: ph})
-    back = {ph: red for ph, red in placeholders.items()}
-    # partials such as d exp(u) = exp(u) reuse the forward tensor, not a recomputation
-    back.update({b.expr: b.symbol for b in spec.bindings})
+    local, placeholders, back = local_form(spec, expr)
     for sym in sorted(local.free_symbols, key=str):
         if spec.is_tensor(sym):
             t = spec.tensor_of(sym)
@@ -139,6 +131,21 @@ def _backprop(spec, expr, adjoint, via, ch, needs, spread=frozenset()):
         elif not isinstance(red, Sum):
             raise SpecError(f"binding {via!r}: no adjoint for {type(red).__name__}")
         _backprop(spec, red.body, flow, via, ch, needs, frozenset(inner))
+
+
+def local_form(spec, expr):
+    """``(local, placeholders, back)``: ``expr`` with each top-level reduction replaced by a
+    placeholder that ``sympy.diff`` can differentiate by, and ``back``, which puts the reductions
+    back and writes partials such as ``d exp(u) = exp(u)`` as the forward tensor they equal."""
+    placeholders = {}
+    local = expr
+    for red in top_reductions(expr):
+        ph = sp.Dummy("R", real=True)
+        placeholders[ph] = red
+        local = local.xreplace({red: ph})
+    back = dict(placeholders)
+    back.update({b.expr: b.symbol for b in spec.bindings})
+    return local, placeholders, back
 
 
 def top_reductions(expr):

@@ -409,6 +409,19 @@ class Spec:
         raise SpecError(f"binding {name!r}: cannot infer its dims; pass dims=(...)")
 
 
+def axis_divisors(spec) -> list:
+    """Expressions of axis sizes that the bindings divide by, such as Bessel's ``n - 1``."""
+    axes = set(spec.axis_list)
+    found = []
+    for t in spec.bindings:
+        for node in sp.preorder_traversal(t.expr):
+            base = node.base if isinstance(node, sp.Pow) and node.exp.is_negative else None
+            if base is not None and base.free_symbols and base.free_symbols <= axes \
+                    and not base.is_Symbol and base not in found:
+                found.append(base)
+    return found
+
+
 def _top_reduction(expr):
     """The reduction in ``k * R(axis, e)`` (k free of it), or None."""
     if isinstance(expr, Reduction):
