@@ -2,7 +2,7 @@
 
     python benchmarks/fuzz_specs.py --examples 2000 --out fuzz_failures/
 
-Each example is a random spec file (``symbp.fuzz``), run on standard
+Each example is a random spec file (``symbp.verify.fuzz``), run on standard
 normal, zero-heavy or tied arguments in turn, and compared in float64 with
 autograd of the independent reference evaluator. Prints pass / refused /
 fail counts and one line per distinct failure (the shortest spec that shows
@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from symbp.fileio import write_atomic  # noqa: E402
-from symbp.fuzz import check_source, random_draw, spec_source  # noqa: E402
+from symbp.verify.fuzz import check_source, random_draw, spec_source  # noqa: E402
 
 EDGES = ("none", "zeros", "ties")
 

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from symbp.check import load_generated, random_arguments
-from symbp.render import variants
+from symbp.codegen.render import variants
+from symbp.verify.check import load_generated, random_arguments
 
 
 class CountOps(TorchFunctionMode):

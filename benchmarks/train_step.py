@@ -3,7 +3,7 @@
     python benchmarks/train_step.py [--batches 32 4096] [--rounds 7] [--seconds 0.3] [--no-memory]
                                     [--no-compile] [--threads N]
 
-Four variants, all on ``symbp.model.forward`` (the one definition of the MLP):
+Four variants, all on ``symbp.makemore.model.forward`` (the one definition of the MLP):
 
 * ``generated``: ``make_step('generated')``, symbp's emitted backward passes, no autograd;
 * ``autograd``: ``make_step('autograd')``, torch autograd, the baseline of the eager ratios;
@@ -53,8 +53,8 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from symbp.data import TrainError
-from symbp.model import PARAM_NAMES, AutogradStep, init_params, make_step
+from symbp.makemore.data import TrainError
+from symbp.makemore.model import PARAM_NAMES, AutogradStep, init_params, make_step
 
 VOCAB, BLOCK = 27, 3
 

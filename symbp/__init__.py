@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 def derive(layer: str, **options):
     """Derive ``layer`` (a built-in name or a spec file path) with ``options``."""
-    from symbp.derivation import derive as _derive
+    from symbp.engine.derivation import derive as _derive
 
     return _derive(layer, **options)
 
@@ -23,7 +23,7 @@ def grade(layer: str, source: str, **options):
     Returns a report: ``str(report)`` is one ``dNAME: correct`` / ``dNAME: wrong: ...`` line
     per gradient; in Jupyter it shows the learner's expression, the derived one and the difference.
     """
-    from symbp.grade import grade as _grade
+    from symbp.grading.grader import grade as _grade
 
     return _grade(layer, source, **options)
 

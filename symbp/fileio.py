@@ -1,4 +1,4 @@
-"""Atomic, write-if-changed file output: nothing is ever half-written."""
+"""Atomic, write-if-changed file output (nothing is ever half-written), and the cache folder."""
 
 from __future__ import annotations
 
@@ -47,3 +47,9 @@ def write_atomic(path, text: str) -> bool:
             os.unlink(tmp)
         raise
     return True
+
+
+def cache_dir() -> Path:
+    """Where downloads and rendered variants are kept: ``$XDG_CACHE_HOME/symbp``, else ``~/.cache/symbp``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "symbp"

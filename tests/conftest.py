@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from symbp.check import autograd_reference
+from symbp.codegen.render import variants
 from symbp.layers import builtin_names
-from symbp.render import variants
+from symbp.verify.check import autograd_reference
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES_TXT = REPO.parent / "shared" / "data" / "names.txt"
@@ -51,7 +51,7 @@ def assert_matches_autograd(module, args, rtol=1e-10, grad_output=None):
 @pytest.fixture(scope="session")
 def generated_modules():
     """Each registered variant's module, rendered from the current spec."""
-    from symbp.check import load_generated
+    from symbp.verify.check import load_generated
 
     return {v.module: load_generated(v.layer, v.options) for v in VARIANTS}
 

@@ -7,9 +7,9 @@ import sympy as sp
 import torch
 
 from conftest import VARIANTS
-from symbp.check import compare, default_sizes, load_generated, random_arguments
-from symbp.reference import reference_gradients
 from symbp.spec import Spec
+from symbp.verify.check import compare, default_sizes, load_generated, random_arguments
+from symbp.verify.reference import reference_gradients
 
 
 def args_for(module, dtype, seed=0, batch=9):
@@ -71,7 +71,7 @@ def test_a_single_nan_fails(generated_modules):
 def test_a_consistently_wrong_module_is_caught(generated_modules):
     """Forward and both backwards scaled by 2 agree with each other, and with autograd through
     that forward, but not with the spec: the reference evaluates the spec, not the module."""
-    from symbp.check import autograd_reference
+    from symbp.verify.check import autograd_reference
 
     good = generated_modules["tanh"]
     m = tampered(good, fused=lambda x: 2 * x, chunked=lambda x: 2 * x)
@@ -145,8 +145,8 @@ def test_load_generated_works_on_a_spec_file(tmp_path):
 
 def test_reference_elementwise_functions_and_max_ties():
     """The evaluator's node table against torch, and amax's even split of a tied maximum."""
-    from symbp.reference import Evaluator, Layout
     from symbp.spec import Max
+    from symbp.verify.reference import Evaluator, Layout
 
     s = Spec("ev", "evaluator")
     n, d = s.axes("n d")

@@ -143,7 +143,7 @@ def test_check_prints_the_seeds_table_and_passes(layer, capsys):
 
 
 def test_check_fails_when_a_gradient_is_wrong(monkeypatch, capsys):
-    import symbp.check as chk
+    import symbp.verify.check as chk
 
     real = chk.load_generated
 

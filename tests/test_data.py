@@ -1,4 +1,4 @@
-"""symbp.data: word lists, vocabulary, makemore's examples and split, and the names.txt download."""
+"""symbp.makemore.data: word lists, vocabulary, makemore's examples and split, and the names.txt download."""
 
 import hashlib
 import http.server
@@ -12,8 +12,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symbp import data
-from symbp.data import DataError, TrainError, build_dataset, build_vocab, load_words, resolve_input, split
+from symbp.makemore import data
+from symbp.makemore.data import (
+    DataError,
+    TrainError,
+    build_dataset,
+    build_vocab,
+    load_words,
+    resolve_input,
+    split,
+)
 
 NAMES = Path(__file__).resolve().parents[2] / "shared/data/names.txt"
 

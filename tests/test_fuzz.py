@@ -1,6 +1,6 @@
 """The spec fuzzer, and one regression test per distinct failure it found.
 
-Random spec files from the spec grammar (``symbp.fuzz``) go through load ->
+Random spec files from the spec grammar (``symbp.verify.fuzz``) go through load ->
 derive -> render -> run, and every fused, lean-context and chunked gradient
 is compared in float64 with autograd of the independent reference evaluator
 (finite wherever the reference is finite, relative error <= 1e-9). A
@@ -15,8 +15,8 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from symbp.check import compare, load_generated
-from symbp.fuzz import check_source, spec_source
+from symbp.verify.check import compare, load_generated
+from symbp.verify.fuzz import check_source, spec_source
 
 HEAD = '''"""A regression spec."""
 
@@ -66,8 +66,8 @@ def test_random_specs_match_the_reference(tmp_path_factory, data, edge, seed):
 @given(data=st.data(), seed=st.integers(0, 2**16))
 def test_random_specs_forward_matches_the_reference(tmp_path_factory, data, seed):
     """Where a random spec renders, its generated forward computes what the reference evaluator does."""
-    from symbp.check import random_arguments
-    from symbp.reference import reference_forward
+    from symbp.verify.check import random_arguments
+    from symbp.verify.reference import reference_forward
 
     src = spec_source(hypothesis_draw(data))
     path = tmp_path_factory.mktemp("fz") / "fz.py"
@@ -88,7 +88,7 @@ def test_the_generator_covers_the_grammar():
     """Across seeds the generator uses every construct it promises (so the fuzzer is not vacuous)."""
     import random
 
-    from symbp.fuzz import random_draw
+    from symbp.verify.fuzz import random_draw
 
     text = "\n".join(spec_source(random_draw(random.Random(i))) for i in range(300))
     for construct in ("exp(", "log(1 + exp(", "tanh(", "Abs(", "**(-1)", "**Rational(-1, 2)", "sqrt(",
@@ -99,7 +99,7 @@ def test_the_generator_covers_the_grammar():
 
 def test_the_fuzz_check_can_fail(tmp_path, monkeypatch):
     """A spec whose generated backward is off by 1e-8 relative is reported, not passed."""
-    import symbp.check as chk
+    import symbp.verify.check as chk
 
     src = source('n, d = s.axes("n d")', 'x0 = s.input("x0", (n, d))', 's.output("y", tanh(x0))')
     assert_passes(tmp_path, src)

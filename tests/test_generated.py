@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import VARIANTS, assert_matches_autograd, rel_err
-from symbp.check import random_arguments
 from symbp.layers import load
+from symbp.verify.check import random_arguments
 
 SIZE_RANGES = {"n": (2, 512), "c": (2, 100), "v": (2, 100),
                "b": (1, 6), "t": (1, 24), "s": (1, 24), "h": (1, 32)}

@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from conftest import REPO, rel_err
-from symbp import model
-from symbp.generated_step import GeneratedStep, generated_step
-from symbp.model import PARAM_NAMES, AutogradStep, init_params
+from symbp.makemore import model
+from symbp.makemore.generated_step import GeneratedStep, generated_step
+from symbp.makemore.model import PARAM_NAMES, AutogradStep, init_params
 
 
 def reference_loss(params, X, Y):
-    """The MLP written apart from ``symbp.model.forward``: plain ops, ``var`` and ``F.cross_entropy``."""
+    """The MLP written apart from ``makemore.model.forward``: plain ops, ``var``, ``F.cross_entropy``."""
     C, W1, b1, W2, b2, bngain, bnbias = (params[k] for k in PARAM_NAMES)
     hprebn = C[X].reshape(X.shape[0], -1) @ W1 + b1
     bnraw = (hprebn - hprebn.mean(0, keepdim=True)) / torch.sqrt(hprebn.var(0, keepdim=True) + 1e-5)
@@ -116,9 +116,9 @@ def test_compiled_steps_equal_the_reference(backward, monkeypatch):
 
 def test_no_hand_written_gradient_formulas():
     """The step only wires generated modules: no arithmetic of its own, no autograd anywhere."""
-    step = ast.parse((REPO / "symbp" / "generated_step.py").read_text())
+    step = ast.parse((REPO / "symbp" / "makemore" / "generated_step.py").read_text())
     assert not [n for n in ast.walk(step) if isinstance(n, ast.BinOp)], "the step computes nothing itself"
-    for path in [REPO / "symbp" / "generated_step.py", *sorted((REPO / "generated").glob("*.py"))]:
+    for path in [REPO / "symbp" / "makemore" / "generated_step.py", *sorted((REPO / "generated").glob("*.py"))]:
         tree = ast.parse(path.read_text())
         calls = {n.func.attr for n in ast.walk(tree)
                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import rel_err
-from symbp.check import load_generated
-from symbp.render import Variant, render_variant
+from symbp.codegen.render import Variant, render_variant
+from symbp.verify.check import load_generated
 
 f64 = torch.float64
 MODULES = {}

@@ -53,14 +53,14 @@ def test_import_symbp_next_to_a_clone_named_symbp(tmp_path):
     with the working directory holding an empty ``symbp`` folder and the repository on the path.
     """
     (tmp_path / "symbp").mkdir()
-    r = subprocess.run([sys.executable, "-c", "import symbp, symbp.render as r; "
+    r = subprocess.run([sys.executable, "-c", "import symbp, symbp.codegen.render as r; "
                         "print(symbp.__file__); print(r.TEMPLATES)"],
                        cwd=tmp_path, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(REPO)})
     assert r.returncode == 0, r.stderr
     file, templates = r.stdout.split()
     assert file == str(REPO / "symbp" / "__init__.py")
-    assert templates == str(REPO / "symbp" / "templates")
+    assert templates == str(REPO / "symbp" / "codegen" / "templates")
 
 
 def test_packages_sit_at_their_own_paths_so_editable_installs_use_a_path_entry():
@@ -69,4 +69,4 @@ def test_packages_sit_at_their_own_paths_so_editable_installs_use_a_path_entry()
     assert cfg["package-dir"] == {"": "."}
     for pkg in cfg["packages"]:
         assert (REPO / pkg.replace(".", "/")).is_dir(), pkg
-    assert (REPO / "symbp" / "templates" / "layer.py.j2").is_file()
+    assert (REPO / "symbp" / "codegen" / "templates" / "layer.py.j2").is_file()

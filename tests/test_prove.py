@@ -4,9 +4,9 @@ import pytest
 import sympy as sp
 
 import symbp
+from symbp.engine.prove import prove, residual
+from symbp.engine.simplify import Inliner
 from symbp.layers import builtin_names
-from symbp.prove import prove, residual
-from symbp.simplify import Inliner
 
 
 @pytest.mark.parametrize("layer", builtin_names())

@@ -9,9 +9,9 @@ import pytest
 import sympy as sp
 
 import symbp
+from symbp.engine.prove import exact_random_test, prove_exact
+from symbp.engine.simplify import Inliner
 from symbp.layers import builtin_names
-from symbp.prove import exact_random_test, prove_exact
-from symbp.simplify import Inliner
 from symbp.spec import Spec, Sum
 
 

@@ -4,10 +4,10 @@ One helper, ``check_layer``, in the style of tinygrad's ``helper_test_op``:
 the generated forward, the generated fused backward, every chunked gradient
 of an input, and ``Function.apply`` inside autograd are compared with autograd
 of an independent torch function, in float64 (relative error <= 1e-10 of the
-gradient's largest entry) and in float32 (the bound of ``symbp.check``:
+gradient's largest entry) and in float32 (the bound of ``symbp.verify.check``:
 a small multiple of the float32 reference's own error plus a per-operation
 rounding budget), on contiguous and on non-contiguous (transposed or
-strided) arguments. The same function also checks ``symbp.reference``, so
+strided) arguments. The same function also checks ``symbp.verify.reference``, so
 the evaluator that ``symbp check`` and the fuzzer trust is itself tested
 against ``torch.nn.functional``.
 """
@@ -18,8 +18,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from symbp.check import EPS32, forward_ops, load_generated, tolerance
-from symbp.reference import axis_sizes, reference_forward, reference_gradients
+from symbp.verify.check import EPS32, forward_ops, load_generated, tolerance
+from symbp.verify.reference import axis_sizes, reference_forward, reference_gradients
 
 F64, F32 = torch.float64, torch.float32
 _MODULES = {}

@@ -8,8 +8,8 @@ import zipfile
 import pytest
 
 from conftest import REPO
-from symbp import render
 from symbp.cli import main
+from symbp.codegen import render
 
 
 def test_generated_is_up_to_date():
@@ -70,7 +70,7 @@ def test_wheel_ships_generated_modules_and_templates(tmp_path):
     (wheel,) = tmp_path.glob("symbp-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for must in ("generated/__init__.py", "generated/batchnorm.py", "generated/cross_entropy.md",
-                 "symbp/templates/layer.py.j2", "symbp/layers/batchnorm.py"):
+                 "symbp/codegen/templates/layer.py.j2", "symbp/layers/batchnorm.py"):
         assert must in names, must
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from conftest import REPO, rel_err
 from symbp import derive
-from symbp.check import load_generated
+from symbp.verify.check import load_generated
 
 SPECS = REPO / "tests" / "specs"
 f64 = torch.float64

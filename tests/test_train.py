@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from symbp import train as train_mod
-from symbp.cli_train import add_parsers
-from symbp.data import TrainError, build_vocab, load_words, split
-from symbp.model import (
+from symbp.cli.train import add_parsers
+from symbp.makemore import train as train_mod
+from symbp.makemore.data import TrainError, build_vocab, load_words, split
+from symbp.makemore.model import (
     BN_EPS,
     PARAM_NAMES,
     AutogradStep,
@@ -25,7 +25,7 @@ from symbp.model import (
     sample,
     split_loss,
 )
-from symbp.train import (
+from symbp.makemore.train import (
     CheckpointError,
     TrainConfig,
     TrainingError,
@@ -128,7 +128,7 @@ def test_autograd_step_gradients_match_finite_differences():
 
 
 def test_generated_step_agrees_with_autograd():
-    pytest.importorskip("symbp.generated_step")
+    pytest.importorskip("symbp.makemore.generated_step")
     params, Xb, Yb = tiny_model(n=32)
     step = make_step("generated")
     loss, grads = step(params, Xb, Yb)
@@ -469,7 +469,7 @@ def test_cli_divergence_exits_1(words_file, tmp_path, capsys):
 
 
 def test_training_on_the_generated_backward_follows_autograd(words_file, tmp_path):
-    pytest.importorskip("symbp.generated_step")
+    pytest.importorskip("symbp.makemore.generated_step")
     a = train(config(words_file, tmp_path / "autograd"))
     b = train(config(words_file, tmp_path / "generated", backward="generated"))
     pa = load_checkpoint(tmp_path / "autograd" / "checkpoint.pt")["params"]
@@ -481,7 +481,7 @@ def test_training_on_the_generated_backward_follows_autograd(words_file, tmp_pat
 
 def test_compiled_training_follows_eager_training(words_file, tmp_path, monkeypatch):
     """``compile=True`` (with the aot_eager backend, which needs no C compiler) trains the same model."""
-    from symbp import model
+    from symbp.makemore import model
 
     torch._dynamo.reset()
     monkeypatch.setattr(model, "COMPILE_BACKEND", "aot_eager")
@@ -499,7 +499,7 @@ def test_compiled_training_follows_eager_training(words_file, tmp_path, monkeypa
 
 
 def test_a_failing_compile_is_one_train_error(words_file, tmp_path, monkeypatch):
-    from symbp import model
+    from symbp.makemore import model
 
     def no_compiler(graph, example_inputs):  # as inductor fails where there is no C compiler
         raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
@@ -526,7 +526,7 @@ def test_block_draws_are_the_per_step_draws():
 
 
 def test_cli_compile_flag_is_kept_on_resume(words_file, tmp_path):
-    from symbp.cli_train import config_from_args
+    from symbp.cli.train import config_from_args
 
     parser = argparse.ArgumentParser(prog="symbp")
     add_parsers(parser.add_subparsers(dest="command", required=True))

@@ -23,6 +23,8 @@ import urllib.request
 from pathlib import Path
 from typing import NamedTuple
 
+from symbp.fileio import cache_dir
+
 #: makemore's data set: 32,033 names, one per line.
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
@@ -150,12 +152,6 @@ def split(words, block_size: int, stoi=None) -> Splits:
         raise DataError(f"{len(words)} words are too few to split 80/10/10 (a part would be empty); "
                         "at least 6 are needed")
     return Splits(*(build_dataset(p, stoi, block_size) for p in parts))
-
-
-def cache_dir() -> Path:
-    """Where downloads are kept: ``$XDG_CACHE_HOME/symbp``, else ``~/.cache/symbp``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "symbp"
 
 
 def resolve_input(path=None, log=None) -> Path:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from symbp.algebra import reduce_over
+from symbp.engine.algebra import reduce_over
 from symbp.functions import drop_deltas
 from symbp.spec import ArgmaxMask, Max, Reduction, Spec, SpecError, Sum
 

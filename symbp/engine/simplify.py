@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from symbp.algebra import normalize
-from symbp.reverse import Chunked
+from symbp.engine.algebra import normalize
+from symbp.engine.reverse import Chunked
 from symbp.spec import Reduction, Spec, Sum
 
 

@@ -14,9 +14,9 @@ from fractions import Fraction
 
 import sympy as sp
 
-from symbp.algebra import normalize
+from symbp.engine.algebra import normalize
+from symbp.engine.simplify import Inliner, apply_identities, inline_forward, merge_sums
 from symbp.functions import sigmoid, softplus
-from symbp.simplify import Inliner, apply_identities, inline_forward, merge_sums
 from symbp.spec import Sum, axis_divisors
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from symbp import report
+from symbp.engine.reverse import Chunked, derive_chunked, grad_name
+from symbp.engine.simplify import Fused, fuse
 from symbp.layers import Layer, load
-from symbp.reverse import Chunked, derive_chunked, grad_name
-from symbp.simplify import Fused, fuse
 from symbp.spec import Spec
+from symbp.teach import report
 
 
 @dataclass
@@ -37,8 +37,8 @@ class Derivation:
 
     @cached_property
     def lesson(self):
-        """The step-by-step explanation every view prints (``symbp.explain``)."""
-        from symbp import explain
+        """The step-by-step explanation every view prints (``symbp.teach.explain``)."""
+        from symbp.teach import explain
 
         return explain.build(self)
 

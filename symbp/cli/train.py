@@ -68,7 +68,7 @@ def add_parsers(subparsers) -> None:
 
 def config_from_args(args):
     """The ``TrainConfig`` for ``args``; on ``--resume``, unset options come from the checkpoint."""
-    from symbp.train import CHECKPOINT, TrainConfig, load_checkpoint
+    from symbp.makemore.train import CHECKPOINT, TrainConfig, load_checkpoint
 
     given = {dest: getattr(args, dest) for _, dest, _, _ in TRAIN_OPTIONS if getattr(args, dest) is not None}
     if getattr(args, "compile", None) is not None:
@@ -82,8 +82,8 @@ def config_from_args(args):
 
 
 def cmd_train(args) -> int:
-    from symbp.data import TrainError
-    from symbp.train import TrainingError, TrainingInterrupted, train
+    from symbp.makemore.data import TrainError
+    from symbp.makemore.train import TrainingError, TrainingInterrupted, train
 
     try:
         metrics = train(config_from_args(args))
@@ -102,9 +102,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from symbp.data import TrainError
-    from symbp.model import DEFAULT_SEED
-    from symbp.train import sample_from_checkpoint
+    from symbp.makemore.data import TrainError
+    from symbp.makemore.model import DEFAULT_SEED
+    from symbp.makemore.train import sample_from_checkpoint
 
     try:
         names = sample_from_checkpoint(args.out, args.n, DEFAULT_SEED if args.seed is None else args.seed)

@@ -15,7 +15,7 @@ bindings and inputs is saved.
 ``check_source`` derives, renders and runs it on random (and sometimes
 edge-valued: zeros, ties) float64 arguments, and compares the forward, the
 fused backward (with the full and the lean ``chunked=False`` context) and
-every chunked gradient with autograd of ``symbp.reference``.
+every chunked gradient with autograd of ``symbp.verify.reference``.
 
 The generator takes a ``draw(kind, *args)`` callable so that hypothesis
 (in tests, which shrinks) and ``random.Random`` (in the benchmark script,
@@ -237,8 +237,8 @@ def check_source(source: str, folder, seed: int = 0, edge: str = "none", rtol: f
     """``check_one`` with a time limit in seconds (0: none): a hang is a failure of stage 'hang'."""
     import signal
 
-    import symbp.check  # noqa: F401 - imports torch: never inside the time limit
-    import symbp.derivation  # noqa: F401
+    import symbp.engine.derivation  # noqa: F401
+    import symbp.verify.check  # noqa: F401 - imports torch: never inside the time limit
 
     if not timeout or not hasattr(signal, "setitimer"):
         return check_one(source, folder, seed, edge, rtol)
@@ -266,17 +266,17 @@ def check_one(source: str, folder, seed: int = 0, edge: str = "none", rtol: floa
     """
     import torch
 
-    from symbp.check import load_generated, random_arguments
     from symbp.layers import LayerError
-    from symbp.reference import reference_gradients
     from symbp.spec import SpecError
+    from symbp.verify.check import load_generated, random_arguments
+    from symbp.verify.reference import reference_gradients
 
     name = "fz"
     path = folder / f"{name}.py"
     path.write_text(source, encoding="utf-8")
     stage = "derive"
     try:
-        from symbp.derivation import derive
+        from symbp.engine.derivation import derive
 
         derive(str(path))
         stage = "render"

@@ -40,9 +40,9 @@ from pathlib import Path
 
 import torch
 
-from symbp.data import TrainError, build_vocab, load_words, resolve_input, split
 from symbp.fileio import write_atomic
-from symbp.model import (
+from symbp.makemore.data import TrainError, build_vocab, load_words, resolve_input, split
+from symbp.makemore.model import (
     BACKWARDS,
     DEFAULT_SEED,
     PARAM_NAMES,

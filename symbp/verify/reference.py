@@ -1,6 +1,6 @@
 """An independent evaluator of a spec's bindings in torch: the reference every check trusts.
 
-It shares no code with ``symbp.lower`` or the generated modules. It walks the
+It shares no code with ``symbp.codegen.lower`` or the generated modules. It walks the
 SymPy tree of each binding node by node and computes with torch directly, in
 a deliberately simple layout: every tensor is held with one dim per axis of
 the spec, in ``spec.axis_list`` order, of size one where the tensor does not

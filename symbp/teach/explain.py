@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from symbp.algebra import normalize
-from symbp.reverse import local_form
-from symbp.simplify import Inliner, apply_identities, basis_rewrites, rewrite, tidy
+from symbp.engine.algebra import normalize
+from symbp.engine.reverse import local_form
+from symbp.engine.simplify import Inliner, apply_identities, basis_rewrites, rewrite, tidy
 from symbp.spec import ArgmaxMask, Max, Reduction, Sum
 
 
@@ -90,7 +90,7 @@ def _axes_words(axes) -> str:
 
 
 def build(d) -> Lesson:
-    """The lesson of a :class:`~symbp.derivation.Derivation`."""
+    """The lesson of a :class:`~symbp.engine.derivation.Derivation`."""
     spec, ch = d.spec, d.chunked
     counter = iter(range(1, 10_000))
     out = spec.output_tensor

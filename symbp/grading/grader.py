@@ -10,7 +10,7 @@ one-hot class symbol. Shapes are tracked exactly: ``(d,)`` is not ``(1, d)``.
 
 An answer is correct when two independent checks agree:
 
-* the symbolic proof (``symbp.prove.residual``): the answer and the derived
+* the symbolic proof (``symbp.engine.prove.residual``): the answer and the derived
   gradient, both taken down to the inputs, reduce to a zero difference for
   every batch size;
 * an exact randomised test that shares no code with the engine: the forward
@@ -1251,7 +1251,7 @@ class Report:
         return self.text()
 
     def _tex(self, e) -> str:
-        from symbp.report import TexPrinter
+        from symbp.teach.report import TexPrinter
 
         return TexPrinter(self.spec).doprint(e)
 
@@ -1290,13 +1290,13 @@ class Grader:
     """Compares each answered gradient with symbp's derivation and the exact evaluator."""
 
     def __init__(self, layer: str, options: dict):
-        from symbp.derivation import derive
+        from symbp.engine.derivation import derive
 
         self.layer = layer
         self.options = options
         self.d = derive(layer, **options)
         self.spec = self.d.spec
-        from symbp.simplify import Inliner
+        from symbp.engine.simplify import Inliner
 
         self.inliner = Inliner(self.d.chunked)
         self._worlds: dict = {}
@@ -1368,7 +1368,7 @@ class Grader:
             return v  # an earlier gradient it reads has a shape error; explained later
         v.notes.extend(self.precision_notes(value))
         same = self.matches(value, t, worlds)
-        from symbp.prove import residual
+        from symbp.engine.prove import residual
 
         full = self.inliner.full(value)
         try:  # an answer too big to expand is left to the exact test (below, with more worlds)
@@ -1543,7 +1543,7 @@ class Grader:
 
     def alternative(self, value, t, dout_one) -> str:
         """Is it the gradient of this layer under another choice option (n vs n-1)?"""
-        from symbp.derivation import derive
+        from symbp.engine.derivation import derive
 
         for opt, (default, kind, _) in self.d.layer.options.items():
             if not isinstance(kind, tuple):
@@ -1648,7 +1648,7 @@ class Grader:
         return ""
 
     def difference(self, full, derived_full):
-        from symbp.simplify import basis_rewrites, closed_form
+        from symbp.engine.simplify import basis_rewrites, closed_form
 
         if self._rewrites is None:
             self._rewrites = basis_rewrites(self.spec)

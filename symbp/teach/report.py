@@ -1,6 +1,6 @@
 """Views of a derivation: plain text (terminal), LaTeX (a PDF), Markdown (code hosts, Jupyter).
 
-All views print the same :class:`~symbp.explain.Lesson`, in the order a
+All views print the same :class:`~symbp.teach.explain.Lesson`, in the order a
 learner reads it: notation, inputs, a graph of the layer, the forward
 bindings, each backward step as the chain rule, the identities, the paths
 that vanish, the chain of equalities from chunked to fused, and the result.
@@ -22,8 +22,8 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from symbp.explain import Label, Partial, contracted, shape_of
 from symbp.spec import Reduction, Sum
+from symbp.teach.explain import Label, Partial, contracted, shape_of
 
 ROLE = {"input": "input", "param": "parameter", "data": "data (not differentiated)"}
 #: a printed chain line longer than this is broken after a top-level term

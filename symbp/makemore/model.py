@@ -7,7 +7,7 @@ Parameters are a plain dict in the seeds' order (C, W1, b1, W2, b2, bngain,
 bnbias), so that a training step is just a function of that dict and a batch.
 ``forward`` is the network's one definition. Two steps compute ``(loss,
 grads)`` from it: ``AutogradStep`` (the baseline, torch autograd) and the
-generated one (``symbp.generated_step.GeneratedStep``, symbp's own backward,
+generated one (``symbp.makemore.generated_step.GeneratedStep``, symbp's own backward,
 with no autograd at all). Both must agree; the training loop does not care
 which it has, and either can go through ``torch.compile``.
 
@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from symbp.data import TERMINATOR, TrainError
+from symbp.makemore.data import TERMINATOR, TrainError
 
 #: Added to the BatchNorm variance before the inverse square root, in training and at inference.
 BN_EPS = 1e-5
@@ -158,9 +158,9 @@ def make_step(backward: str, compile: bool = False):
         return AutogradStep(compile=compile)
     if backward == "generated":
         try:
-            from symbp.generated_step import GeneratedStep
+            from symbp.makemore.generated_step import GeneratedStep
         except ModuleNotFoundError as e:
-            if e.name != "symbp.generated_step":
+            if e.name != "symbp.makemore.generated_step":
                 raise
             raise TrainError("the generated backward is not available in this installation; "
                              "use --backward autograd") from None

@@ -1,6 +1,6 @@
 """One training step of the makemore MLP with symbp's generated backward: no autograd.
 
-The forward is the model's one definition (``symbp.model.forward``, the same
+The forward is the model's one definition (``symbp.makemore.model.forward``, the same
 for both backwards), run without autograd; it returns the tensors the
 generated backward passes read, named as in the layer specs (``bnraw``,
 ``bnvar_inv``, ``h``, ...). Every gradient then comes from a module in
@@ -23,8 +23,8 @@ import generated.cross_entropy as cross_entropy
 import generated.embedding as embedding
 import generated.linear as linear
 import generated.tanh as tanh
-from symbp import model
-from symbp.model import PARAM_NAMES, check_batch
+from symbp.makemore import model
+from symbp.makemore.model import PARAM_NAMES, check_batch
 
 
 def generated_step(params: dict, Xb, Yb):
@@ -57,7 +57,7 @@ class GeneratedStep:
     """``step(params, Xb, Yb) -> (loss, {name: grad})`` with symbp's generated backward.
 
     With ``compile``, the whole step goes through ``torch.compile(fullgraph=True)``
-    (backend ``symbp.model.COMPILE_BACKEND``).
+    (backend ``symbp.makemore.model.COMPILE_BACKEND``).
     """
 
     name = "generated"

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "closed form. Layer options follow the layer: --eps 1e-3.")
     _derive_arguments(d)
     g = sub.add_parser("generate", help="write the generated modules and derivations",
-                       description="Render symbp/templates/*.j2 into generated/ (or OUTDIR). With --check, "
+                       description="Render the templates into generated/ (or OUTDIR). With --check, "
                                    "write nothing and exit 1 with a diff if anything is stale.")
     g.add_argument("layers", nargs="*", help="layer names or spec files (default: every built-in layer)")
     g.add_argument("-o", "--outdir", help="output folder (default: the generated/ package)")
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "all are correct, 1 if any is wrong, 2 if the answer cannot be read.")
     gr.add_argument("layer", help="a built-in layer name or a spec file path")
     gr.add_argument("answer", help="the learner's answer, a .py file")
-    from symbp.cli_train import add_parsers  # train, sample (imports torch only when run)
+    from symbp.cli.train import add_parsers  # train, sample (imports torch only when run)
 
     add_parsers(sub)
     return p
@@ -130,7 +130,7 @@ FORMATS = {"text": "text", "latex": "latex", "markdown": "markdown", "svg": "svg
 def cmd_derive(args, extra) -> int:
     if args.format not in FORMATS:
         raise UsageError(f"unknown format {args.format!r}; choose {', '.join(FORMATS)}")
-    from symbp.derivation import derive
+    from symbp.engine.derivation import derive
 
     d = derive(args.layer, **_layer_options(extra))
     content = getattr(d, FORMATS[args.format])()
@@ -141,11 +141,11 @@ def cmd_derive(args, extra) -> int:
 def default_outdir():
     from pathlib import Path
 
-    return Path(__file__).resolve().parent.parent / "generated"
+    return Path(__file__).resolve().parents[2] / "generated"
 
 
 def cmd_generate(args, extra) -> int:
-    from symbp import render
+    from symbp.codegen import render
     from symbp.layers import builtin_names
 
     builtin = set(builtin_names())
@@ -178,7 +178,7 @@ def cmd_check(args, extra) -> int:
         raise UsageError("--batch must be at least 2")
     import torch
 
-    from symbp.check import compare, default_sizes, load_generated, random_arguments
+    from symbp.verify.check import compare, default_sizes, load_generated, random_arguments
 
     module = load_generated(args.layer, _layer_options(extra))
     g = torch.Generator().manual_seed(args.seed)
@@ -190,8 +190,8 @@ def cmd_check(args, extra) -> int:
     bad = [r.name for r in rows if not r.approximate]
     print(f"{len(rows) - len(bad)} of {len(rows)} gradients match autograd of the independent reference "
           f"evaluator ({args.dtype}; sizes {', '.join(f'{k}={v}' for k, v in sizes.items())})")
-    from symbp.derivation import derive
-    from symbp.prove import prove_exact, side_conditions
+    from symbp.engine.derivation import derive
+    from symbp.engine.prove import prove_exact, side_conditions
 
     d = derive(args.layer, **_layer_options(extra))
     axes = ", ".join(a.name for a in d.spec.axis_list)
@@ -218,7 +218,7 @@ def cmd_check(args, extra) -> int:
 def cmd_grade(args, extra) -> int:
     from pathlib import Path
 
-    from symbp.grade import GradeError, grade
+    from symbp.grading.grader import GradeError, grade
 
     path = Path(args.answer)
     try:
@@ -273,9 +273,9 @@ def use_ascii_fallback() -> None:
 def main(argv=None) -> int:
     import os
 
-    from symbp.data import TrainError
     from symbp.fileio import OutputError
     from symbp.layers import LayerError
+    from symbp.makemore.data import TrainError
     from symbp.spec import SpecError
 
     use_ascii_fallback()

@@ -1,6 +1,6 @@
 """Generated backward vs an independent reference on a random batch: the seeds' ``cmp`` table.
 
-The reference is autograd through ``symbp.reference``, an evaluator of the
+The reference is autograd through ``symbp.verify.reference``, an evaluator of the
 spec's bindings that shares no code with the lowering or the generated
 module, so a mistake in lowering, in the fused closed form or in the chunked
 chain shows up as a mismatch instead of being reproduced by the check. The
@@ -37,9 +37,9 @@ from dataclasses import dataclass
 import sympy as sp
 import torch
 
+from symbp.codegen.render import Variant, render_variant
 from symbp.layers import load
-from symbp.reference import reference_gradients
-from symbp.render import Variant, render_variant
+from symbp.verify.reference import reference_gradients
 
 #: sizes for axes other than the batch axis, in declaration order: distinct, so
 #: that a transposed or wrongly broadcast gradient cannot have the right shape
@@ -118,7 +118,7 @@ def autograd_reference(module, args, grad_output=None):
 
     Not independent of the lowering (it runs the generated forward); kept for
     tests that compare code paths of one module. ``compare`` uses
-    ``symbp.reference`` instead.
+    ``symbp.verify.reference`` instead.
     """
     leaves = [a.detach().clone().requires_grad_(a.is_floating_point()) for a in args]
     out, ctx = module.forward(*leaves)
@@ -179,7 +179,7 @@ def compare(module, args, grad_output=None, options=None) -> list:
 
 
 def _sizes(spec, args):
-    from symbp.reference import axis_sizes
+    from symbp.verify.reference import axis_sizes
 
     return axis_sizes(spec, args)
 

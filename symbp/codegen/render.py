@@ -18,17 +18,15 @@ from pathlib import Path
 import jinja2
 import sympy as sp
 
-from symbp.derivation import Derivation, derive
+from symbp.engine.derivation import Derivation, derive
+from symbp.engine.reverse import grad_name
 from symbp.fileio import write_atomic
 from symbp.layers import builtin_names, load
-from symbp.report import equation_numbers, markdown
-from symbp.reverse import grad_name
 from symbp.spec import Reduction, SpecError, axis_divisors, check_identifier
+from symbp.teach.report import equation_numbers, markdown
 
-# symbp/templates (the fallback is a checkout from before they moved there)
-TEMPLATES = next((p for p in (Path(__file__).resolve().parent / "templates",
-                              Path(__file__).resolve().parent.parent / "templates") if p.is_dir()),
-                 Path(__file__).resolve().parent / "templates")
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # symbp/: its source is part of the cache key
 MODULE_TEMPLATE = "layer.py.j2"
 MARKDOWN_TEMPLATE = "derivation.md.j2"
 PACKAGE_TEMPLATE = "package_init.py.j2"
@@ -67,7 +65,9 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
     The template turns these into source; which tensors a backward reads is
     taken from the free symbols of its expressions, never from its text.
     """
-    from symbp.lower import lower_statements  # imports torch (through TorchPrinter): only when rendering
+    from symbp.codegen.lower import (
+        lower_statements,  # imports torch (through TorchPrinter): only when rendering
+    )
 
     spec, ch = d.spec, d.chunked
     out = spec.output_tensor
@@ -266,7 +266,7 @@ def cache_key(variant: Variant, spec_ref: str) -> str:
     h.update(Path(load(variant.layer).module.__file__).read_bytes())
     h.update(json.dumps([variant.module, variant.options, spec_ref, sympy.__version__],
                         sort_keys=True).encode())
-    for path in sorted(Path(__file__).resolve().parent.rglob("*.py")) + sorted(TEMPLATES.glob("*.j2")):
+    for path in sorted(PACKAGE_ROOT.rglob("*.py")) + sorted(TEMPLATES.glob("*.j2")):
         h.update(path.name.encode() + path.read_bytes())
     return h.hexdigest()
 
@@ -274,7 +274,7 @@ def cache_key(variant: Variant, spec_ref: str) -> str:
 def _cache_path(key: str) -> Path:
     import os
 
-    from symbp.data import cache_dir
+    from symbp.fileio import cache_dir
 
     base = Path(os.environ["SYMBP_CACHE_DIR"]) if os.environ.get("SYMBP_CACHE_DIR") else cache_dir()
     return base / "generate" / f"{key}.json"

@@ -1,0 +1,8 @@
+"""The symbolic engine: a layer's spec in, its gradients out, all in SymPy.
+
+In pipeline order: ``reverse`` derives the chunked gradients (one per
+binding), ``simplify`` turns them into fused closed forms over the saved
+tensors, ``prove`` shows the two agree for every size, and ``derivation``
+ties the stages together behind :func:`symbp.derive`. ``algebra`` holds the
+reduction arithmetic the stages share. Nothing here imports torch.
+"""
