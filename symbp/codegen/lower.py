@@ -27,7 +27,7 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.pytorch import TorchPrinter
 
-from symbp.spec import ArgmaxMask, Max, Spec, SpecError, Sum
+from symbp.spec import ArgmaxMask, Max, PositiveFirst, Spec, SpecError, Sum
 
 
 class LoweringError(SpecError):
@@ -69,7 +69,7 @@ def broadcast(a: tuple, b: tuple):
     return out if len(axes) == len(set(axes)) else None
 
 
-class TorchCode(TorchPrinter):
+class TorchCode(PositiveFirst, TorchPrinter):
     """Prints element expressions of one spec as torch code and tracks dims."""
 
     def __init__(self, spec: Spec, dims: dict, float_like: str | None = None):
@@ -149,26 +149,14 @@ class TorchCode(TorchPrinter):
             return f"{base}**({float(e.exp)!r})"
         raise LoweringError(f"unsupported power {e}")
 
-    def _print_Add(self, e, order=None):
-        """SymPy's terms, but a positive one first: ``dy - c*S`` rather than ``-c*S + dy``."""
-        terms = self._as_ordered_terms(e, order=order)
-        first = next((t for t in terms if not t.could_extract_minus_sign()), None)
-        if first is None or first is terms[0]:
-            return super()._print_Add(e, order=order)
-        rest = [t for t in terms if t is not first]
-        code = self._print(first)
-        for t in rest:
-            if t.could_extract_minus_sign():
-                code += " - " + self.parenthesize(-t, PRECEDENCE["Add"], strict=True)
-            else:
-                code += " + " + self.parenthesize(t, PRECEDENCE["Add"])
-        return code
-
     def _print_Mul(self, e):
         """Multiply the small factors together first: ``(g*v/n)*big`` costs one big op.
 
         A 0/1 step factor (``relu``'s derivative) selects instead of multiplying:
         ``torch.where(x > 0, rest, 0)``."""
+        mean = self._mean(e)
+        if mean is not None:
+            return mean
         coeff, rest = e.as_coeff_Mul()
         factors = sp.Mul.make_args(rest)
         steps = [f for f in factors if isinstance(f, sp.Piecewise) and len(f.args) == 2
@@ -211,6 +199,40 @@ class TorchCode(TorchPrinter):
         if len(parts) > 1 or den != 1:
             left = f"({left})"
         return f"{sign}{left}*{self.parenthesize(big, PRECEDENCE['Mul'])}"
+
+    def _mean(self, e, target_dims=None):
+        """``x.mean(dims, keepdim=True)`` for a sum divided by the sizes of exactly the axes it
+        sums (``Sum(n, x)/n``), times whatever scalar is left; None for any other product.
+        With ``target_dims`` the summed dims are dropped when that is the wanted layout."""
+        sums = [f for f in sp.Mul.make_args(e) if isinstance(f, Sum)]
+        if len(sums) != 1 or self._contraction(sums[0]) is not None:
+            return None
+        axes, body = [], sums[0]
+        while isinstance(body, Sum) and self._contraction(body) is None:
+            axes.append(body.axis)
+            body = body.body
+        if isinstance(body, Sum) or not axes:
+            return None
+        scale = e / sums[0] * sp.Mul(*axes)
+        if scale.free_symbols & (set(axes) | set(self.env)) or any(self.spec.is_tensor(s)
+                                                                 for s in scale.free_symbols):
+            return None
+        inner = self.dims(body)
+        pos = sorted(self._pos(body, a) for a in axes)
+        dims = pos[0] if len(pos) == 1 else tuple(pos)
+        if target_dims is None:
+            call = f"mean({dims}, keepdim=True)"
+        elif tuple(a for a in inner if a not in axes) == tuple(target_dims):
+            call = "mean()" if len(pos) == len(inner) else f"mean({dims})"
+        else:
+            return None
+        code = self._method(body, call)
+        if scale == 1:
+            return code
+        if scale == -1:
+            return f"-{code}"
+        factor = self._print(scale)
+        return f"{factor if scale.is_Symbol or scale.is_Number else f'({factor})'}*{code}"
 
     # -- elementwise functions (symbp.functions says which derivative each takes at a kink) --
     def _print_sigmoid(self, e):
@@ -438,6 +460,10 @@ def lower_expr(printer: TorchCode, expr, target_dims) -> str:
         if tuple(a for a in inner if a not in axes) == tuple(target_dims) and set(axes) <= set(inner):
             pos = sorted(inner.index(a) for a in axes)  # no kept dims
             return printer._method(body, f"sum({pos[0]})" if len(pos) == 1 else f"sum({tuple(pos)})")
+    if isinstance(expr, sp.Mul) and target_dims != printer.dims(expr):
+        mean = printer._mean(expr, target_dims)  # a mean whose result drops the averaged dims
+        if mean is not None:
+            return mean
     code = printer.doprint(expr)
     if isinstance(expr, Sum) and code.startswith("(") and " @ " in code and code.endswith(")"):
         code = code[1:-1]  # a statement that is one matmul needs no parentheses
@@ -460,30 +486,40 @@ def lower_expr(printer: TorchCode, expr, target_dims) -> str:
     return f"{wrapped}.reshape{shape_code(target_dims)}"
 
 
-def lower_statements(spec: Spec, rows, env: dict, cse=True, temp_prefix="t", float_like=None) -> list:
+def lower_statements(spec: Spec, rows, env: dict, cse=True, temp_prefix="t", float_like=None,
+                     known=None) -> list:
     """CSE over ``rows = [(target, expr, dims, comment)]``, then lower each to a Stmt.
 
-    A ``LoweringError`` names the row (binding or gradient) it came from.
+    A temporary equal to an expression in ``known`` (``{expr: name}``, such as the chunked
+    gradients) takes that name. A ``LoweringError`` names the row (binding or gradient) it came from.
     """
     try:
-        return _lower_statements(spec, rows, env, cse, temp_prefix, float_like)
+        return _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known or {})
     except LoweringError as e:
         if len(rows) == 1 or not cse:
             for target, expr, dims, _ in rows:
                 try:
-                    _lower_statements(spec, [(target, expr, dims, "")], env, False, temp_prefix, float_like)
+                    _lower_statements(spec, [(target, expr, dims, "")], env, False, temp_prefix,
+                                      float_like, {})
                 except LoweringError as inner:
                     raise LoweringError(f"spec {spec.name!r}, {target}: {inner}") from None
         raise LoweringError(f"spec {spec.name!r}: {e}") from None
 
 
-def _lower_statements(spec, rows, env, cse, temp_prefix, float_like) -> list:
+def _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known) -> list:
     env = dict(env)
     printer = TorchCode(spec, env, float_like)
     exprs = [r[1] for r in rows]
+    targets = {r[0] for r in rows}
     taken = set(spec.tensors) | {s.name for s in env}
+    known = {e: n for e, n in known.items() if n not in targets and n not in spec.tensors}
     names = (sp.Symbol(f"{temp_prefix}{i}", real=True) for i in range(10**6)
              if f"{temp_prefix}{i}" not in taken)
+
+    def name_for(expr):
+        if expr in known:
+            return sp.Symbol(known.pop(expr), real=True)
+        return next(names)
     # contractions first: each becomes a temporary of its own
     pulled, stmts = [], []
     for e in exprs:
@@ -494,18 +530,43 @@ def _lower_statements(spec, rows, env, cse, temp_prefix, float_like) -> list:
     repl = {}
     for node in pulled:
         if uses[node] > 1:
-            sym = next(names)
+            sym = name_for(node)
             code, dims = printer._contraction(node)
             env[sym] = dims
             stmts.append(Stmt(sym.name, code, dims, "contraction used more than once"))
             repl[node] = sym
     exprs = [e.xreplace(repl) for e in exprs]
     temps, reduced = sp.cse(exprs, symbols=names, order="none") if cse else ([], exprs)
+    named = {sym: sp.Symbol(known.pop(sub), real=True) for sym, sub in temps if sub in known}
+    temps = [(named.get(sym, sym), sub.xreplace(named)) for sym, sub in temps]
+    reduced = [e.xreplace(named) for e in reduced]
+    dims_env = dict(env)
+    for sym, sub in temps:
+        dims_env[sym] = printer.dims(sub)
+    temps, reduced, rows, comments = _name_temps_after_targets(temps, reduced, rows, dims_env)
     for sym, sub in temps:
         env[sym] = printer.dims(sub)  # the printer reads env, so later temps see this one
-        stmts.append(Stmt(sym.name, printer.doprint(sub), env[sym]))
+        stmts.append(Stmt(sym.name, printer.doprint(sub), env[sym], comments.get(sym.name, "")))
     for (target, _, dims, comment), e in zip(rows, reduced):
         stmts.append(Stmt(target, lower_expr(printer, e, dims), tuple(dims), comment))
     for s in stmts:
         s.sizes = printer.sizes_used
     return stmts
+
+
+def _name_temps_after_targets(temps, reduced, rows, env):
+    """A temporary that is exactly one of the targets takes the target's name (and comment), and
+    the target's own ``dbngain = t0`` line goes: ``dbngain = (bnraw*dy).sum(...)`` is then reused.
+
+    Returns ``(temps, reduced, rows, comments)`` with ``comments`` keyed by renamed temporary."""
+    rename, comments = {}, {}
+    temp_syms = {sym for sym, _ in temps}
+    for row, e in zip(rows, reduced):
+        if e in temp_syms and e not in rename and env[e] == tuple(row[2]):
+            rename[e] = next((s for s in env if s.name == row[0]), None) or sp.Symbol(row[0], real=True)
+            comments[row[0]] = row[3]
+    if not rename:
+        return temps, reduced, rows, comments
+    kept = [(row, e.xreplace(rename)) for row, e in zip(rows, reduced) if row[0] not in comments]
+    temps = [(rename.get(sym, sym), sub.xreplace(rename)) for sym, sub in temps]
+    return temps, [e for _, e in kept], [r for r, _ in kept], comments

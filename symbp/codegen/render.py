@@ -18,11 +18,12 @@ from pathlib import Path
 import jinja2
 import sympy as sp
 
+from symbp.codegen.layout import layout
 from symbp.engine.derivation import Derivation, derive
 from symbp.engine.reverse import grad_name
 from symbp.fileio import write_atomic
 from symbp.layers import builtin_names, load
-from symbp.spec import Reduction, SpecError, axis_divisors, check_identifier
+from symbp.spec import Reduction, SpecError, axis_divisors, check_identifier, human
 from symbp.teach.report import equation_numbers, markdown
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -80,12 +81,12 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
     float_arg = next((t.name for t in args if t.role != "classes"), None)
 
     eqn = equation_numbers(d)  # each backward line cites the equation it implements
-    fwd_rows = [(t.name, t.expr, t.dims, f"{t.name} = {t.expr}") for t in spec.bindings]
+    fwd_rows = [(t.name, t.expr, t.dims, f"{t.name} = {human(t.expr)}") for t in spec.bindings]
     forward_stmts = lower_statements(spec, fwd_rows, env, cse=False, float_like=float_arg)
 
     chunk_rows = [(grad_name(n), e, spec.tensors[n].dims,
                    f"({eqn['chunked'][grad_name(n)]}) through "
-                   + ", ".join(f"{v} = {spec.tensors[v].expr}"
+                   + ", ".join(f"{v} = {human(spec.tensors[v].expr)}"
                                for v in sorted({c.via for c in ch.contributions[n]})))
                   for n, e in ch.statements()]
     chunk_stmts = lower_statements(spec, chunk_rows, adj_env, cse=False,
@@ -94,7 +95,8 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
     fused_rows = [(grad_name(t.name), d.fused.gradients.get(t.name, sp.S.Zero), t.dims,
                    f"({eqn['fused'][grad_name(t.name)]}) fused: d{out.name} -> d{t.name}") for t in diff]
     fused_stmts = lower_statements(spec, fused_rows, adj_env, cse=True,
-                                   float_like=_float_tensor(spec, [r[1] for r in fused_rows], grad))
+                                   float_like=_float_tensor(spec, [r[1] for r in fused_rows], grad),
+                                   known={e: grad_name(n) for n, e in ch.statements()})
     _guard_by_needs(fused_stmts, [grad_name(t.name) for t in diff])
 
     readable = [a.name for a in spec.axis_list] + [t.name for t in spec.tensors.values()] + list(spec.options)
@@ -142,6 +144,8 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
         "context": readable,
         "fused_reads": fused_reads,
         "fused_blocks": _blocks(fused_stmts),
+        "returns": _returns(fused_stmts, [grad_name(t.name) for t in diff]),
+        "needs_code": _needs_code([arg_names.index(t.name) for t in diff]),
         "needs_guards": any(s.guard for s in fused_stmts),
         "chunk_reads": chunk_reads,
         "chunk_stmts": chunk_stmts,
@@ -184,6 +188,23 @@ def _float_tensor(spec, exprs, grad) -> str:
         if t.symbol in used and t.role not in ("classes",):
             return t.name
     return grad.name
+
+
+def _returns(stmts, grads) -> list:
+    """What ``backward`` returns: a gradient that other gradients also read is computed when any of
+    them is needed, so it is returned only when it is needed itself."""
+    guard = {s.target: s.guard for s in stmts}
+    if not any(guard.values()):
+        return list(grads)
+    return [g if guard.get(g) == f"needs[{i}]" else f"{g} if needs[{i}] else None"
+            for i, g in enumerate(grads)]
+
+
+def _needs_code(positions) -> str:
+    """``ctx.needs_input_grad`` of the differentiable arguments, as a slice where it can be."""
+    if positions == list(range(len(positions))):
+        return f"ctx.needs_input_grad[:{len(positions)}]"
+    return f"tuple(ctx.needs_input_grad[i] for i in {tuple(positions)})"
 
 
 def _blocks(stmts) -> list:
@@ -305,7 +326,7 @@ def _render_variant(variant: Variant, spec_ref: str, env=None) -> dict:
     env = env or environment()
     d = derive(variant.layer, **variant.options)
     ctx = module_context(d, variant, spec_ref)
-    module = env.get_template(MODULE_TEMPLATE).render(**ctx)
+    module = layout(env.get_template(MODULE_TEMPLATE).render(**ctx), f"{variant.module}.py")
     md = env.get_template(MARKDOWN_TEMPLATE).render(
         template=MARKDOWN_TEMPLATE, spec_ref=spec_ref, module=variant.module,
         body=markdown(d, code=(variant.module, module)))

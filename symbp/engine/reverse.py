@@ -145,7 +145,22 @@ def local_form(spec, expr):
         local = local.xreplace({red: ph})
     back = dict(placeholders)
     back.update({b.expr: b.symbol for b in spec.bindings})
+    back.update(_saved_powers(spec, back))
     return local, placeholders, back
+
+
+def _saved_powers(spec, known) -> dict:
+    """``B**(k*p) -> b**k`` for each binding ``b = B**p``: the partial of ``1/sqrt(v + eps)`` reads
+    as ``-bnvar_inv**3/2``, reusing the saved tensor. Integer ``k`` keeps it an identity."""
+    out = {}
+    for b in spec.bindings:
+        if isinstance(b.expr, sp.Pow) and b.expr.exp.is_Rational:
+            base, p = b.expr.args
+            for k in (-3, -2, -1, 2, 3, 4):
+                power = base ** (p * k)
+                if power not in known and power not in out and not power.is_Symbol:
+                    out[power] = b.symbol**k
+    return out
 
 
 def top_reductions(expr):
