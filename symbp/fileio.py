@@ -6,8 +6,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from symbp.errors import SymbpError
 
-class OutputError(OSError):
+
+class OutputError(SymbpError, OSError):
     """A destination that cannot be written (missing folder, permissions)."""
 
 

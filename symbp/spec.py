@@ -53,12 +53,13 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
+from symbp.errors import SymbpError
 from symbp.functions import SUPPORTED, SUPPORTED_NAMES, canonical
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class SpecError(ValueError):
+class SpecError(SymbpError, ValueError):
     """A spec that cannot be derived; the message names the offending binding."""
 
 

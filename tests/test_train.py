@@ -1,6 +1,5 @@
 """The makemore MLP: the model against the seeds' code, training, checkpoints, resume, and the CLI."""
 
-import argparse
 import json
 import math
 import random
@@ -11,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from symbp.cli.train import add_parsers
+from symbp.cli import main
 from symbp.makemore import train as train_mod
 from symbp.makemore.data import TrainError, build_vocab, load_words, split
 from symbp.makemore.model import (
@@ -377,10 +376,8 @@ def test_bad_settings_are_train_errors(field, value, message):
 
 
 def run_cli(*argv):
-    parser = argparse.ArgumentParser(prog="symbp")
-    add_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """The command as a user runs it: ``symbp.cli.main``, exit status and all."""
+    return main(list(argv))
 
 
 def small_cli_args(words_file, out):
@@ -526,10 +523,10 @@ def test_block_draws_are_the_per_step_draws():
 
 
 def test_cli_compile_flag_is_kept_on_resume(words_file, tmp_path):
+    from symbp.cli import build_parser
     from symbp.cli.train import config_from_args
 
-    parser = argparse.ArgumentParser(prog="symbp")
-    add_parsers(parser.add_subparsers(dest="command", required=True))
+    parser = build_parser()
     assert config_from_args(parser.parse_args(["train", "--compile"])).compile is True
     assert config_from_args(parser.parse_args(["train"])).compile is False
     out = tmp_path / "run"

@@ -9,8 +9,9 @@
     symbp sample [--out DIR] [-n 20]
 
 A layer's own options (``--eps 1e-3``, ``--variance biased``) follow the
-layer name. Every failure the user can cause is one line on stderr and exit
-status 2; nothing is written unless all of it could be produced.
+layer name. Every failure the user can cause is a ``symbp.errors.SymbpError``:
+one line on stderr and its exit status (2, or 1 when training diverges); Ctrl-C
+is 130. Nothing is written unless all of it could be produced.
 """
 
 from __future__ import annotations
@@ -18,11 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A one-line message for the user; exit status 2."""
+from symbp.errors import EXIT_INTERRUPTED, EXIT_USAGE, SymbpError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -273,11 +270,6 @@ def use_ascii_fallback() -> None:
 def main(argv=None) -> int:
     import os
 
-    from symbp.fileio import OutputError
-    from symbp.layers import LayerError
-    from symbp.makemore.data import TrainError
-    from symbp.spec import SpecError
-
     use_ascii_fallback()
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
@@ -291,12 +283,12 @@ def main(argv=None) -> int:
         if args.command in COMMANDS:
             return COMMANDS[args.command](args, extra)
         return args.func(args)
-    except (UsageError, LayerError, SpecError, OutputError, TrainError) as e:
+    except SymbpError as e:
         print(f"symbp: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("symbp: interrupted", file=sys.stderr)
-        return 130
+        return e.exit_status
+    except KeyboardInterrupt as e:  # training says where its checkpoint is
+        print(f"symbp: {e or 'interrupted'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `symbp derive L | head`: the reader left; nothing to report
         sys.stdout = open(os.devnull, "w")
         return 141

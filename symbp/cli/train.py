@@ -3,10 +3,9 @@
     symbp train [-i FILE] [--steps N] [--backward generated|autograd] [--compile] [--out DIR] [--resume] ...
     symbp sample [--out DIR] [-n 20] [--seed S]
 
-``add_parsers`` adds both to the main parser's subcommands. Each command's
-``func(args)`` returns the exit status: 0 on success, 2 with one line on
-stderr for anything the user can fix (data, options, checkpoint), 1 when
-training diverges, 130 after Ctrl-C (the checkpoint is saved first).
+``add_parsers`` adds both to the main parser's subcommands; ``symbp.cli.main``
+runs them and turns their errors into exit statuses (``symbp.errors``). Ctrl-C
+saves a checkpoint first.
 
 Importing this module does not import torch, so ``symbp derive`` stays fast.
 """
@@ -15,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 DEFAULT_OUT = "runs/mlp"
 
 #: Options a resumed run takes from its checkpoint unless given again: (flag, config field, type, help).
@@ -82,39 +79,18 @@ def config_from_args(args):
 
 
 def cmd_train(args) -> int:
-    from symbp.makemore.data import TrainError
-    from symbp.makemore.train import TrainingError, TrainingInterrupted, train
+    from symbp.makemore.train import train
 
-    try:
-        metrics = train(config_from_args(args))
-    except TrainingInterrupted as e:
-        print(f"symbp: {e}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except TrainingError as e:
-        _error(str(e))
-        return EXIT_FAILED
-    except TrainError as e:
-        _error(str(e))
-        return EXIT_USAGE
+    metrics = train(config_from_args(args))
     for split in ("train", "val", "test"):
         print(f"{split} {metrics['loss'][split]:.4f}")
     return 0
 
 
 def cmd_sample(args) -> int:
-    from symbp.makemore.data import TrainError
     from symbp.makemore.model import DEFAULT_SEED
     from symbp.makemore.train import sample_from_checkpoint
 
-    try:
-        names = sample_from_checkpoint(args.out, args.n, DEFAULT_SEED if args.seed is None else args.seed)
-    except TrainError as e:
-        _error(str(e))
-        return EXIT_USAGE
-    for name in names:
+    for name in sample_from_checkpoint(args.out, args.n, DEFAULT_SEED if args.seed is None else args.seed):
         print(name)
     return 0
-
-
-def _error(msg: str) -> None:
-    print(f"symbp: error: {msg}", file=sys.stderr)

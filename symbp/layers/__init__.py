@@ -17,10 +17,11 @@ import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from symbp.errors import SymbpError
 from symbp.spec import Spec, SpecError, check_identifier
 
 
-class LayerError(ValueError):
+class LayerError(SymbpError, ValueError):
     """Unknown layer, unreadable spec file, or a bad option value."""
 
 

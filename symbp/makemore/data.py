@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import NamedTuple
 
+from symbp.errors import SymbpError
 from symbp.fileio import cache_dir
 
 #: makemore's data set: 32,033 names, one per line.
@@ -41,13 +42,8 @@ MAX_WORD_LENGTH = 64
 SHUFFLE_SEED = 42
 
 
-class TrainError(ValueError):
-    """A problem with the training side that the user can fix: bad data, options or checkpoint.
-
-    Every such error carries a one-line message; the command line prints it as
-    ``symbp: error: ...`` and exits with status 2. It lives here, in the
-    lowest module of the training side, so that catching it imports no torch.
-    """
+class TrainError(SymbpError, ValueError):
+    """A problem with the training side that the user can fix: bad data, options or checkpoint."""
 
 
 class DataError(TrainError):

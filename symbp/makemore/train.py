@@ -40,6 +40,7 @@ from pathlib import Path
 
 import torch
 
+from symbp.errors import EXIT_FAILED
 from symbp.fileio import write_atomic
 from symbp.makemore.data import TrainError, build_vocab, load_words, resolve_input, split
 from symbp.makemore.model import (
@@ -73,6 +74,8 @@ class CheckpointError(TrainError):
 
 class TrainingError(TrainError):
     """Training diverged (NaN or infinite loss); the last good checkpoint is kept."""
+
+    exit_status = EXIT_FAILED
 
 
 class TrainingInterrupted(KeyboardInterrupt):
