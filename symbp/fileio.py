@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -20,6 +21,28 @@ def _umask() -> int:
     return mask
 
 
+@contextlib.contextmanager
+def atomic_file(path):
+    """A binary file that becomes ``path`` only when the block ends without an error."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise OutputError(f"cannot write {str(path)!r}: {e.strerror}") from None
+    try:
+        # mkstemp makes the file 0600; give it the mode a plain open() would (or the old file's)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, OutputError):
+            raise OutputError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+        raise
+
+
 def write_atomic(path, text: str) -> bool:
     """Write ``text`` to ``path`` via a temp file and rename; False if unchanged."""
     path = Path(path)
@@ -34,20 +57,8 @@ def write_atomic(path, text: str) -> bool:
         return True
     if path.is_file() and path.read_bytes() == data:
         return False
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise OutputError(f"cannot write {str(path)!r}: {e.strerror}") from None
-    try:
-        # mkstemp makes the file 0600; give it the mode a plain open() would (or the old file's)
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path) as fh:
+        fh.write(data)
     return True
 
 

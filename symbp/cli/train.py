@@ -65,7 +65,8 @@ def add_parsers(subparsers) -> None:
 
 def config_from_args(args):
     """The ``TrainConfig`` for ``args``; on ``--resume``, unset options come from the checkpoint."""
-    from symbp.makemore.train import CHECKPOINT, TrainConfig, load_checkpoint
+    from symbp.makemore.checkpoint import CHECKPOINT, load_checkpoint
+    from symbp.makemore.train import TrainConfig
 
     given = {dest: getattr(args, dest) for _, dest, _, _ in TRAIN_OPTIONS if getattr(args, dest) is not None}
     if getattr(args, "compile", None) is not None:
@@ -88,8 +89,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
+    from symbp.makemore.checkpoint import sample_from_checkpoint
     from symbp.makemore.model import DEFAULT_SEED
-    from symbp.makemore.train import sample_from_checkpoint
 
     for name in sample_from_checkpoint(args.out, args.n, DEFAULT_SEED if args.seed is None else args.seed):
         print(name)

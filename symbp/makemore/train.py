@@ -33,7 +33,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -42,6 +41,14 @@ import torch
 
 from symbp.errors import EXIT_FAILED
 from symbp.fileio import write_atomic
+from symbp.makemore.checkpoint import (
+    CHECKPOINT,
+    CHECKPOINT_VERSION,
+    CheckpointError,
+    check_compatible,
+    load_checkpoint,
+    save_checkpoint,
+)
 from symbp.makemore.data import TrainError, build_vocab, load_words, resolve_input, split
 from symbp.makemore.model import (
     BACKWARDS,
@@ -51,25 +58,17 @@ from symbp.makemore.model import (
     count_params,
     init_params,
     make_step,
-    sample,
     split_loss,
 )
 
 __all__ = ["TrainConfig", "TrainError", "CheckpointError", "TrainingError", "TrainingInterrupted",
-           "train", "load_checkpoint", "sample_from_checkpoint", "CHECKPOINT", "METRICS", "PLOT"]
+           "train", "load_checkpoint", "CHECKPOINT", "METRICS", "PLOT"]
 
-CHECKPOINT, METRICS, PLOT = "checkpoint.pt", "metrics.json", "loss.png"
+METRICS, PLOT = "metrics.json", "loss.png"
 #: Steps per point of the loss curve, as in the seeds' plot.
 CURVE_CHUNK = 1000
-#: The model sizes a checkpoint must share with the configuration it is resumed under.
-SIZE_KEYS = ("vocab_size", "block_size", "n_embd", "n_hidden")
-CHECKPOINT_VERSION = 1
 #: Steps whose minibatch indices are drawn in one call, and whose losses are checked in one host sync.
 BLOCK_STEPS = 100
-
-
-class CheckpointError(TrainError):
-    """A checkpoint that is missing, unreadable, or from another vocabulary, data set or model size."""
 
 
 class TrainingError(TrainError):
@@ -164,7 +163,7 @@ def train(config: TrainConfig, callback=None, log=None) -> dict:
     g = torch.Generator().manual_seed(config.seed)  # on the CPU whatever the device: same draws everywhere
     if config.resume:
         ckpt = load_checkpoint(ckpt_path)
-        _check_compatible(ckpt, sizes, itos, data_sha, config, ckpt_path)
+        check_compatible(ckpt, sizes, itos, data_sha, config, ckpt_path)
         params = {k: v.to(device) for k, v in ckpt["params"].items()}
         g.set_state(ckpt["generator"])
         start, losses, trained_s = ckpt["step"], ckpt["losses"].tolist(), ckpt["train_seconds"]
@@ -183,7 +182,7 @@ def train(config: TrainConfig, callback=None, log=None) -> dict:
         raise TrainError(f"cannot create output folder {str(out)!r}: {e.strerror}") from None
 
     def save(step, generator_state, stats=None):
-        _save_checkpoint(ckpt_path, {
+        save_checkpoint(ckpt_path, {
             "version": CHECKPOINT_VERSION, "params": {k: v.cpu() for k, v in params.items()},
             "step": step, "generator": generator_state, "losses": torch.tensor(losses, dtype=torch.float32),
             "train_seconds": trained_s + (time.perf_counter() - t_loop), "config": dataclasses.asdict(config),
@@ -308,65 +307,6 @@ class _Block:
         g = torch.Generator().set_state(self.start_state)
         torch.randint(0, self.n, (step - self.start, self.batch_size), generator=g)
         return g.get_state()
-
-
-def load_checkpoint(path) -> dict:
-    """A checkpoint written by ``train``, read without unpickling arbitrary objects."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; train first (symbp train --out {path.parent})")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file: pickle, zip and torch errors alike
-        raise CheckpointError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} is not a symbp training checkpoint")
-    return ckpt
-
-
-def sample_from_checkpoint(out, n: int = 20, seed: int = DEFAULT_SEED) -> list[str]:
-    """``n`` names from the model that ``train`` left in folder ``out``."""
-    path = Path(out) / CHECKPOINT
-    ckpt = load_checkpoint(path)
-    if ckpt["bn_stats"] is None:
-        raise CheckpointError(f"{path} is from an unfinished run (step {ckpt['step']:,} of "
-                              f"{ckpt['config']['steps']:,}); finish it with: "
-                              f"symbp train --resume --out {out}")
-    if n < 0:
-        raise TrainError(f"the number of names must not be negative, not {n}")
-    return sample(ckpt["params"], ckpt["bn_stats"], ckpt["itos"], ckpt["sizes"]["block_size"], n, seed)
-
-
-def _check_compatible(ckpt, sizes, itos, data_sha, config, path) -> None:
-    """Refuse to resume what would not continue the same run."""
-    for key in SIZE_KEYS:
-        if ckpt["sizes"][key] != sizes[key]:
-            raise CheckpointError(f"{path} has {key} {ckpt['sizes'][key]}, but this run has {sizes[key]}"
-                                  + ("" if key == "vocab_size" else f"; pass --{key.replace('_', '-')} "
-                                     f"{ckpt['sizes'][key]} or another --out"))
-    if ckpt["itos"] != itos or ckpt["data_sha256"] != data_sha:
-        raise CheckpointError(f"{path} was trained on other data than {config.input}; "
-                              f"resume with -i {ckpt['config']['input']} or choose another --out")
-    if ckpt["step"] > config.steps:
-        raise CheckpointError(f"{path} is at step {ckpt['step']:,}, past --steps {config.steps:,}")
-
-
-def _save_checkpoint(path: Path, obj: dict) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: a checkpoint is never half-written."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise TrainError(f"cannot write checkpoint {path}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise TrainError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
-        raise
 
 
 def _root_cause(e: BaseException) -> str:
