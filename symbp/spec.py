@@ -436,6 +436,11 @@ def _top_reduction(expr):
     return None
 
 
+def shape_text(dims) -> str:
+    """A shape as Python writes a tuple: ``(n, d)``, ``(d,)``, ``()``."""
+    return "(" + ", ".join(str(a) for a in dims) + ("," if len(dims) == 1 else "") + ")"
+
+
 class PositiveFirst:
     """Printer mixin: SymPy's term order, but a positive term first (``x - mu``, not ``-mu + x``)."""
 

@@ -27,7 +27,7 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.pytorch import TorchPrinter
 
-from symbp.spec import ArgmaxMask, Max, PositiveFirst, Spec, SpecError, Sum
+from symbp.spec import ArgmaxMask, Max, PositiveFirst, Spec, SpecError, Sum, shape_text
 
 
 class LoweringError(SpecError):
@@ -48,8 +48,7 @@ class Stmt:
     @property
     def note(self) -> str:
         """The trailing comment: the shape, then what the statement is."""
-        shape = "(" + ", ".join(str(a) for a in self.dims) + ("," if len(self.dims) == 1 else "") + ")"
-        return shape + (f" {self.comment}" if self.comment else "")
+        return shape_text(self.dims) + (f" {self.comment}" if self.comment else "")
 
 
 def broadcast(a: tuple, b: tuple):

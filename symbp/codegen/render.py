@@ -23,7 +23,7 @@ from symbp.engine.derivation import Derivation, derive
 from symbp.engine.reverse import grad_name
 from symbp.fileio import write_atomic
 from symbp.layers import builtin_names, load
-from symbp.spec import Reduction, SpecError, axis_divisors, check_identifier, human
+from symbp.spec import Reduction, SpecError, axis_divisors, check_identifier, human, shape_text
 from symbp.teach.report import equation_numbers, markdown
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -266,13 +266,10 @@ def _brace_safe(expr) -> str:
 
 
 def _arg_doc(t) -> str:
-    def dims(ds):
-        return "(" + ", ".join(str(a) for a in ds) + ("," if len(ds) == 1 else "") + ")"
-
     if t.role == "classes":
-        return f"integer class indices {dims(t.index_dims)}, values in [0, {t.class_axis})"
+        return f"integer class indices {shape_text(t.index_dims)}, values in [0, {t.class_axis})"
     role = {"param": "parameter", "data": "data, not differentiated"}.get(t.role, "input")
-    return f"{role} {dims(t.dims)}"
+    return f"{role} {shape_text(t.dims)}"
 
 
 def cache_key(variant: Variant, spec_ref: str) -> str:

@@ -40,9 +40,7 @@ def generated_step(params: dict, Xb, Yb):
     del probs
     dh, dW2, db2 = linear.backward({"x": h, "W": W2}, dlogits)
     del dlogits
-    # tanh has one binding, so its chunked gradient is also closed-form: dh*(1 - h**2) holds one
-    # (n, n_hidden) temporary fewer than the fused -dh*h**2 + dh, at what is otherwise the step's peak
-    dhpreact = tanh.backward_chunked({"h": h}, dh)["dx"]
+    (dhpreact,) = tanh.backward({"h": h}, dh)  # dh*(1 - h**2)
     del h, dh
     dhprebn, dbngain, dbnbias = batchnorm.backward(
         {"n": n, "bngain": params["bngain"], "bnvar_inv": bnvar_inv, "bnraw": bnraw}, dhpreact)
