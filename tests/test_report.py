@@ -17,7 +17,7 @@ import symbp
 from symbp.functions import sigmoid, softplus
 from symbp.layers import builtin_names
 from symbp.spec import ArgmaxMask, Max, Sum
-from symbp.teach.explain import Label, Partial, Terms
+from symbp.teach.lesson import Label, Partial, Terms
 
 SIZES = {"n": 4, "d": 3, "c": 5, "i": 3, "o": 2, "t": 2, "e": 3, "v": 4, "b": 2, "s": 3, "h": 4}
 ALL = builtin_names() + ["batchnorm:biased"]

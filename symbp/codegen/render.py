@@ -24,7 +24,8 @@ from symbp.engine.reverse import grad_name
 from symbp.fileio import write_atomic
 from symbp.layers import builtin_names, load
 from symbp.spec import Reduction, SpecError, axis_divisors, check_identifier, human, shape_text
-from symbp.teach.report import equation_numbers, markdown
+from symbp.teach.lesson import equation_numbers
+from symbp.teach.markdown import markdown
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # symbp/: its source is part of the cache key

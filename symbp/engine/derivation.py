@@ -9,7 +9,11 @@ from symbp.engine.reverse import Chunked, derive_chunked, grad_name
 from symbp.engine.simplify import Fused, fuse
 from symbp.layers import Layer, load
 from symbp.spec import Spec
-from symbp.teach import report
+from symbp.teach.graph import svg
+from symbp.teach.latex import gradients_latex, latex_document, latex_math
+from symbp.teach.markdown import markdown
+from symbp.teach.printers import TextPrinter
+from symbp.teach.text import repr_text, text
 
 
 @dataclass
@@ -48,30 +52,30 @@ class Derivation:
         return [k for k, v in self.fused.path_values.items() if v == 0]
 
     def text(self) -> str:
-        return report.text(self)
+        return text(self)
 
     def latex(self) -> str:
-        return report.latex_document(self)
+        return latex_document(self)
 
     def markdown(self, flavor: str = "github") -> str:
         """Markdown with ```` ```math ```` fences (code hosts) or, with ``flavor='jupyter'``, ``$$``."""
-        return report.markdown(self, flavor)
+        return markdown(self, flavor)
 
     def svg(self) -> str:
         """The layer's graph as an SVG picture, gradients flowing against the arrows."""
-        return report.svg(self)
+        return svg(self)
 
     def _repr_latex_(self) -> str:
-        return report.latex_math(self)
+        return latex_math(self)
 
     def _repr_markdown_(self) -> str:
-        return report.markdown(self, "jupyter")
+        return markdown(self, "jupyter")
 
     def __str__(self) -> str:
         return self.text()
 
     def __repr__(self) -> str:
-        return report.repr_text(self)
+        return repr_text(self)
 
     def _repr_pretty_(self, p, cycle) -> None:  # IPython's plain-text view: short, not the dataclass
         p.text(repr(self))
@@ -89,7 +93,7 @@ class Gradients(dict):
         self._spec = spec
 
     def _repr_latex_(self) -> str:
-        return report.gradients_latex(self._spec, self)
+        return gradients_latex(self._spec, self)
 
     def show(self, name: str) -> Formula:
         """One gradient, typeset in Jupyter and printed as ``dname = ...`` elsewhere."""
@@ -103,10 +107,10 @@ class Formula:
         self.spec, self.name, self.expr = spec, name, expr
 
     def _repr_latex_(self) -> str:
-        return report.gradients_latex(self.spec, {self.name: self.expr})
+        return gradients_latex(self.spec, {self.name: self.expr})
 
     def __repr__(self) -> str:
-        return f"{self.name} = {report.TextPrinter(self.spec).grouped(self.expr)}"
+        return f"{self.name} = {TextPrinter(self.spec).grouped(self.expr)}"
 
 
 def derive(layer: str, **options) -> Derivation:

@@ -1251,7 +1251,7 @@ class Report:
         return self.text()
 
     def _tex(self, e) -> str:
-        from symbp.teach.report import TexPrinter
+        from symbp.teach.printers import TexPrinter
 
         return TexPrinter(self.spec).doprint(e)
 

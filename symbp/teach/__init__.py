@@ -1,2 +1,4 @@
-"""Derivations for people: ``explain`` builds the step-by-step lesson from the
-engine's own rules, ``report`` prints it as text, Markdown, LaTeX or Jupyter HTML."""
+"""Derivations for people: ``explain`` builds the step-by-step lesson (``lesson``) from the
+engine's own rules (``chain_rule``, ``fused_steps``); the views print it as plain text
+(``text``), LaTeX (``latex``), Markdown (``markdown``) and a graph (``graph``), all through
+the printers in ``printers``."""
