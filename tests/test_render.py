@@ -88,17 +88,43 @@ def test_unchanged_specs_are_not_derived_again(tmp_path, monkeypatch):
         render.render_all(cache=False)
 
 
-def test_cache_key_follows_the_spec_and_its_options(tmp_path):
+def test_cache_key_follows_the_spec_its_neighbours_and_its_options(tmp_path, monkeypatch):
+    from symbp import cache
+
+    monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path / "cache"))
     spec = tmp_path / "my_gain.py"
     spec.write_text('"""x times a gain."""\nfrom symbp.spec import Spec\nOPTIONS = {}\n\n'
                     "def build():\n    s = Spec('my_gain', 'g')\n    n, d = s.axes('n d')\n"
                     "    x = s.input('x', (n, d))\n    g = s.param('g', (1, d))\n"
                     "    s.output('y', g * x)\n    return s\n")
-    v = render.Variant("my_gain", str(spec), {})
-    k1 = render.cache_key(v, "my_gain.py")
-    assert render.cache_key(v, "my_gain.py") == k1
+    k1 = cache.key("generate", str(spec), ["my_gain", {}])
+    assert cache.key("generate", str(spec), ["my_gain", {}]) == k1
     spec.write_text(spec.read_text().replace("g * x", "g * x * x"))
-    assert render.cache_key(v, "my_gain.py") != k1
-    bn = render.Variant("batchnorm", "batchnorm", {})
-    assert render.cache_key(bn, "b") != render.cache_key(
-        render.Variant("batchnorm_biased", "batchnorm", {"variance": "biased"}), "b")
+    k2 = cache.key("generate", str(spec), ["my_gain", {}])
+    assert k2 != k1
+    (tmp_path / "helpers.py").write_text("SCALE = 2\n")  # a module the spec could import
+    assert cache.key("generate", str(spec), ["my_gain", {}]) != k2
+    assert cache.key("generate", "batchnorm", ["batchnorm", {}]) != cache.key(
+        "generate", "batchnorm", ["batchnorm_biased", {"variance": "biased"}])
+    assert cache.key("derive", "no_such_layer", []) is None
+    monkeypatch.setenv("SYMBP_CACHE_DIR", "off")
+    assert cache.key("derive", "batchnorm", []) is None
+
+
+def test_a_repeated_derive_comes_from_the_cache_and_matches(tmp_path, monkeypatch, capsys):
+    from symbp.cli import main
+    from symbp.engine import derivation
+
+    monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path))
+    assert main(["derive", "tanh", "--format", "markdown"]) == 0
+    first = capsys.readouterr().out
+    assert list((tmp_path / "derive").glob("*.json"))
+
+    def no_derivation(*a, **k):
+        raise AssertionError("derived again although nothing changed")
+
+    monkeypatch.setattr(derivation, "derive", no_derivation)
+    assert main(["derive", "tanh", "--format", "markdown"]) == 0
+    assert capsys.readouterr().out == first
+    assert main(["derive", "tanh"]) == 2  # another format is another entry
+    assert "derived again" in capsys.readouterr().err

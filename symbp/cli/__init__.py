@@ -127,10 +127,16 @@ FORMATS = {"text": "text", "latex": "latex", "markdown": "markdown", "svg": "svg
 def cmd_derive(args, extra) -> int:
     if args.format not in FORMATS:
         raise UsageError(f"unknown format {args.format!r}; choose {', '.join(FORMATS)}")
-    from symbp.engine.derivation import derive
+    from symbp import cache
 
-    d = derive(args.layer, **_layer_options(extra))
-    content = getattr(d, FORMATS[args.format])()
+    options = _layer_options(extra)
+    key = cache.key("derive", args.layer, [args.format, sorted(options.items())])
+    content = cache.load("derive", key)
+    if content is None:
+        from symbp.engine.derivation import derive
+
+        content = getattr(derive(args.layer, **options), FORMATS[args.format])()
+        cache.store("derive", key, content)
     _emit(content, args.output)
     return 0
 

@@ -28,7 +28,6 @@ from symbp.teach.lesson import equation_numbers
 from symbp.teach.markdown import markdown
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # symbp/: its source is part of the cache key
 MODULE_TEMPLATE = "layer.py.j2"
 MARKDOWN_TEMPLATE = "derivation.md.j2"
 PACKAGE_TEMPLATE = "package_init.py.j2"
@@ -273,49 +272,15 @@ def _arg_doc(t) -> str:
     return f"{role} {shape_text(t.dims)}"
 
 
-def cache_key(variant: Variant, spec_ref: str) -> str:
-    """Hash of everything a variant's output depends on: the spec file, its options, the
-    SymPy version, symbp's own source and the templates."""
-    import hashlib
-    import json
-
-    import sympy
-
-    h = hashlib.sha256()
-    h.update(Path(load(variant.layer).module.__file__).read_bytes())
-    h.update(json.dumps([variant.module, variant.options, spec_ref, sympy.__version__],
-                        sort_keys=True).encode())
-    for path in sorted(PACKAGE_ROOT.rglob("*.py")) + sorted(TEMPLATES.glob("*.j2")):
-        h.update(path.name.encode() + path.read_bytes())
-    return h.hexdigest()
-
-
-def _cache_path(key: str) -> Path:
-    import os
-
-    from symbp.fileio import cache_dir
-
-    base = Path(os.environ["SYMBP_CACHE_DIR"]) if os.environ.get("SYMBP_CACHE_DIR") else cache_dir()
-    return base / "generate" / f"{key}.json"
-
-
 def render_variant(variant: Variant, spec_ref: str, env=None, cache=True) -> dict:
     """``{filename: text}`` for one variant, from the cache when nothing it depends on changed."""
-    import json
+    from symbp import cache as store
 
-    path = _cache_path(cache_key(variant, spec_ref)) if cache else None
-    if path is not None and path.is_file():
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            pass  # a damaged cache entry is rendered again
-    files = _render_variant(variant, spec_ref, env)
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, json.dumps(files, sort_keys=True))
-        except OSError:
-            pass  # a read-only cache only costs speed
+    key = store.key("generate", variant.layer, [variant.module, variant.options, spec_ref]) if cache else None
+    files = store.load("generate", key)
+    if files is None:
+        files = _render_variant(variant, spec_ref, env)
+        store.store("generate", key, files)
     return files
 
 
