@@ -218,7 +218,7 @@ def cmd_check(args, extra) -> int:
 def cmd_grade(args, extra) -> int:
     from pathlib import Path
 
-    from symbp.grading.grader import GradeError, grade
+    from symbp.grading import GradeError, grade
 
     path = Path(args.answer)
     try:
