@@ -23,7 +23,7 @@ def grade(layer: str, source: str, **options):
     Returns a report: ``str(report)`` is one ``dNAME: correct`` / ``dNAME: wrong: ...`` line
     per gradient; in Jupyter it shows the learner's expression, the derived one and the difference.
     """
-    from symbp.grading.grader import grade as _grade
+    from symbp.grading import grade as _grade
 
     return _grade(layer, source, **options)
 

@@ -19,7 +19,7 @@ import torch
 
 from symbp import grade as grade_api
 from symbp.cli import main
-from symbp.grading.grader import GradeError, Grader, World
+from symbp.grading import GradeError, Grader, World
 
 SEEDS = Path(__file__).resolve().parent.parent.parent / "shared" / "seeds"
 

@@ -221,17 +221,14 @@ def cmd_check(args, extra) -> int:
 def cmd_grade(args, extra) -> int:
     from pathlib import Path
 
-    from symbp.grading.grader import GradeError, grade
+    from symbp.grading import grade
 
     path = Path(args.answer)
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read {args.answer}: {getattr(e, 'strerror', None) or e}") from None
-    try:
-        report = grade(args.layer, source, filename=path.name, **_layer_options(extra))
-    except GradeError as e:
-        raise UsageError(str(e)) from None
+    report = grade(args.layer, source, filename=path.name, **_layer_options(extra))
     sys.stdout.write(report.text())
     for note in report.notes():
         print(f"symbp: note: {note}", file=sys.stderr)
