@@ -27,7 +27,9 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.pytorch import TorchPrinter
 
-from symbp.spec import ArgmaxMask, Max, PositiveFirst, Spec, SpecError, Sum, shape_text
+from symbp.codegen.contractions import Contractions, broadcast
+from symbp.printing import PositiveFirst, shape_text
+from symbp.spec import ArgmaxMask, Max, Spec, SpecError, Sum
 
 
 class LoweringError(SpecError):
@@ -51,24 +53,7 @@ class Stmt:
         return shape_text(self.dims) + (f" {self.comment}" if self.comment else "")
 
 
-def broadcast(a: tuple, b: tuple):
-    """Right-aligned broadcast of two dims tuples, or None when they clash."""
-    out = []
-    for k in range(1, max(len(a), len(b)) + 1):
-        x = a[-k] if k <= len(a) else None
-        y = b[-k] if k <= len(b) else None
-        if x is None or x == 1:
-            out.append(y if y is not None else x)
-        elif y is None or y == 1 or y == x:
-            out.append(x)
-        else:
-            return None
-    out = tuple(reversed(out))
-    axes = [d for d in out if d != 1]
-    return out if len(axes) == len(set(axes)) else None
-
-
-class TorchCode(PositiveFirst, TorchPrinter):
+class TorchCode(Contractions, PositiveFirst, TorchPrinter):
     """Prints element expressions of one spec as torch code and tracks dims."""
 
     def __init__(self, spec: Spec, dims: dict, float_like: str | None = None):
@@ -314,129 +299,6 @@ class TorchCode(PositiveFirst, TorchPrinter):
             return f"({con[0]})" if " @ " in con[0] else con[0]
         pos = self._pos(e.body, e.axis)
         return self._method(e.body, f"sum({pos}, keepdim=True)")
-
-    def _contraction(self, e):
-        """``(code, dims)`` when ``e`` is a contraction, else None."""
-        key = ("con", e)
-        if key in self._memo:
-            return self._memo[key]
-        self._memo[key] = out = self._lower_contraction(e)
-        return out
-
-    def _lower_contraction(self, e):
-        """A sum over axes that several factors share, when summing their product would first
-        build something larger than any factor: a matmul, a batched matmul, or ``einsum``."""
-        axes, body = [e.axis], e.body
-        while isinstance(body, Sum):
-            axes.append(body.axis)
-            body = body.body
-        coeff, factors = sp.S.One, []
-        for f in sp.Mul.make_args(body):
-            if not self.spec.axes_of(f) and f not in self.env:
-                coeff *= f
-            else:
-                factors.append(f)
-        if len(factors) < 2:
-            return None
-        onehots = [f for f in factors if self.spec.is_tensor(f)
-                   and self.spec.tensor_of(f).role == "classes"]
-        if onehots and len(factors) == 2:
-            y = self.spec.tensor_of(onehots[0])
-            other = factors[1] if factors[0] == onehots[0] else factors[0]
-            return self._onehot_contraction(y, other, axes, coeff)
-        dims = [self.dims(f) for f in factors]
-        joint = dims[0]
-        for d in dims[1:]:
-            joint = broadcast(joint, d) if joint is not None else None
-        if joint is not None:
-            largest = max(len(set(d) - {1}) for d in dims)
-            if len(set(joint) - {1}) <= largest:
-                return None  # an ordinary elementwise product, then sums
-        summed = set(axes)
-        free = [x for x in self.spec.axis_list if x not in summed and any(x in d for d in dims)]
-        codes = [self._operand(f) for f in factors]
-        if len(factors) == 2 and 1 not in dims[0] + dims[1]:
-            code = self._matmul(factors, dims, codes, axes, free)
-            if code is not None:
-                return self._scaled(coeff, code), tuple(free)
-        letters = {x: chr(ord("a") + i) for i, x in enumerate(self.spec.axis_list)}
-        spare = iter("zyxwvutsrqponm")
-        subs = ["".join(letters[x] if x != 1 else next(spare) for x in d) for d in dims]
-        out = "".join(letters[x] for x in free)
-        code = f"torch.einsum('{','.join(subs)}->{out}', {', '.join(codes)})"
-        return self._scaled(coeff, code), tuple(free)
-
-    def _operand(self, f) -> str:
-        code = self._print(f)
-        return code if f.is_Symbol or isinstance(f, Sum) else f"({code})"
-
-    @staticmethod
-    def _matmul(factors, dims, codes, axes, free):
-        """A matmul where the layouts allow one: ``a @ b`` (2-d, or batched over shared leading
-        axes), ``a @ W`` for extra leading axes of ``a``, or, when the summed axes lead both
-        operands, one reshaped matmul ``a.reshape(-1, i).T @ b.reshape(-1, o)``."""
-        (da, db), (ca, cb) = dims, codes
-        if len(axes) > 1:
-            lead = tuple(da[:len(axes)])
-            shapes_fit = len(da) == len(db) == len(axes) + 1
-            if set(lead) == set(axes) and tuple(db[:len(axes)]) == lead and shapes_fit:
-                (dl, cl), (dr, cr) = ((da, ca), (db, cb)) if da[-1] == free[0] else ((db, cb), (da, ca))
-                return f"{cl}.reshape(-1, {cl}.shape[-1]).T @ {cr}.reshape(-1, {cr}.shape[-1])"
-            return None
-        (k,) = axes
-        if k not in da or k not in db:
-            return None
-        for (d1, c1), (d2, c2) in (((da, ca), (db, cb)), ((db, cb), (da, ca))):
-            out = list(d1[:-1]) + [x for x in d2 if x != k]
-            if len(d1) > 2 and len(d2) == 2 and d1[-1] == k and out == free:
-                return f"{c1} @ {c2}" if d2[0] == k else f"{c1} @ {c2}.T"
-        if len(da) != len(db) or len(da) not in (2, 3):
-            return None
-        if len(da) == 3 and not (da[0] == db[0] == free[0] and len(free) == 3):
-            return None
-        if len(da) == 2 and len(free) != 2:
-            return None
-        rows = free[-2]
-        if rows in da:
-            (dl, cl), (dr, cr) = (da, ca), (db, cb)
-        else:
-            (dl, cl), (dr, cr) = (db, cb), (da, ca)
-        if dl[-1] != k:
-            cl = f"{cl}.mT" if len(dl) == 3 else f"{cl}.T"
-        if dr[-2] != k:
-            cr = f"{cr}.mT" if len(dr) == 3 else f"{cr}.T"
-        return f"{cl} @ {cr}"
-
-    def _onehot_contraction(self, y, other, axes, coeff):
-        do = self.dims(other)
-        c = y.class_axis
-        name = y.name
-        if axes == [c] and do == y.dims:  # pick each row's class: gather
-            pos = len(do) - 1
-            code = f"{self._method(other, f'gather({pos}, {name}.unsqueeze({pos}))')}"
-            return self._scaled(coeff, code), tuple(1 if a == c else a for a in do)
-        if axes == [c] and do and do[0] == c:  # embedding lookup: C[X]
-            code = f"{self._print(other)}[{name}]"
-            return self._scaled(coeff, code), tuple(y.index_dims) + tuple(do[1:])
-        if set(axes) == set(y.index_dims) and do[: len(y.index_dims)] == y.index_dims:
-            rest = do[len(y.index_dims):]
-            self.sizes_used |= {a.name for a in (c,) + tuple(rest)}
-            shape = ", ".join(a.name for a in (c,) + tuple(rest)) + ("," if not rest else "")
-            flat = ", ".join(["-1"] + [a.name for a in rest])
-            body = self._print(other)
-            if not other.is_Symbol:
-                body = f"({body})"
-            code = (f"{body}.new_zeros(({shape})).index_add_(0, {name}.reshape(-1), "
-                    f"{body}.reshape({flat}))")
-            return self._scaled(coeff, code), (c,) + tuple(rest)
-        return None  # falls back to a dense one_hot times ``other``, still vectorised
-
-    def _scaled(self, coeff, code):
-        if coeff == 1:
-            return code
-        if coeff == -1:
-            return f"-{code}"
-        return f"{self.parenthesize(coeff, PRECEDENCE['Mul'])}*({code})"
 
 
 def shape_code(dims) -> str:

@@ -23,7 +23,8 @@ from symbp.engine.derivation import Derivation, derive
 from symbp.engine.reverse import grad_name
 from symbp.fileio import write_atomic
 from symbp.layers import builtin_names, load
-from symbp.spec import Reduction, SpecError, axis_divisors, check_identifier, human, shape_text
+from symbp.printing import human, shape_text
+from symbp.spec import Reduction, SpecError, axis_divisors, check_identifier
 from symbp.teach.lesson import equation_numbers
 from symbp.teach.markdown import markdown
 

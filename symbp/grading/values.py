@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from symbp.errors import SymbpError
-from symbp.spec import shape_text
+from symbp.printing import shape_text
 
 
 class GradeError(SymbpError, ValueError):

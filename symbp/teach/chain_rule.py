@@ -13,7 +13,8 @@ import sympy as sp
 
 from symbp.engine.algebra import normalize
 from symbp.engine.reverse import local_form
-from symbp.spec import ArgmaxMask, Max, Reduction, Sum, shape_text
+from symbp.printing import shape_text
+from symbp.spec import ArgmaxMask, Max, Reduction, Sum
 from symbp.teach.lesson import Equation, Partial, Step, Terms, add_terms, ticked
 
 

@@ -18,7 +18,8 @@ import sympy as sp
 
 from symbp.engine.reverse import grad_name
 from symbp.engine.simplify import Inliner, basis_rewrites
-from symbp.spec import Max, shape_text
+from symbp.printing import shape_text
+from symbp.spec import Max
 from symbp.teach.chain_rule import chain_rule_step
 from symbp.teach.fused_steps import (
     closed_form_chain,

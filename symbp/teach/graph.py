@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symbp.spec import Reduction, shape_text
+from symbp.printing import shape_text
+from symbp.spec import Reduction
 from symbp.teach.chain_rule import contracted
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from symbp.spec import shape_text
+from symbp.printing import shape_text
 
 ROLE = {"input": "input", "param": "parameter", "data": "data (not differentiated)"}
 
