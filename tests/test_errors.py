@@ -77,3 +77,12 @@ def test_a_console_without_sigma_gets_ascii():
     assert r.returncode == 0, r.stderr
     text = r.stdout.decode("ascii")
     assert "Sum_n(" in text and "dhprebn" in text
+
+
+def test_generate_never_writes_over_the_spec_file(tmp_path, capsys):
+    spec = tmp_path / "mine.py"
+    spec.write_text((REPO / "tests" / "specs" / "perm.py").read_text().replace('"perm"', '"mine"'))
+    before = spec.read_text()
+    code, _, err = run_cli(["generate", str(spec), "-o", str(tmp_path)], capsys)
+    assert code == 2 and "would replace the spec file" in err and err.count("\n") == 1, err
+    assert spec.read_text() == before and not (tmp_path / "mine.md").exists()

@@ -214,3 +214,22 @@ def test_elementwise_functions_follow_torch_at_kinks_and_ties(dtype):
     module = load_generated(str(SPECS / "activations.py"))
     out, _ = module.forward(x, y)
     assert_close(out, fn(x.double(), y.double()).to(dtype), tol)
+
+
+def test_a_column_lookup_by_class_index_and_a_transposed_binding():
+    """``Sum(c, Y*W)`` with ``W`` (d, c) is ``W[:, Y]``; a contraction laid out (d, n) is permuted,
+    never reshaped (a reshape would scramble it)."""
+    n, d, c, i = 6, 4, 5, 3
+    Y = torch.tensor([0, 4, 4, 2, 0, 1])
+    x, W = torch.randn(n, d, dtype=f64), torch.randn(d, c, dtype=f64)
+    want, _ = reference(lambda x, W: ((W[:, Y].T * x * x).sum()), [x, W], [0, 1])
+    fused, chunked = gradients("colpick.py", [x, Y, W], torch.tensor(1.0, dtype=f64))
+    for got in (fused, {"x": chunked["dx"], "W": chunked["dW"]}):
+        assert_close(got["x"], want[0], 1e-12)
+        assert_close(got["W"], want[1], 1e-12)
+    x, W, v = torch.randn(n, i, dtype=f64), torch.randn(i, d, dtype=f64), torch.randn(d, n, dtype=f64)
+    want, _ = reference(lambda x, W, v: ((x @ W).T ** 2 * v).sum(), [x, W, v], [0, 1, 2])
+    fused, chunked = gradients("perm.py", [x, W, v], torch.tensor(1.0, dtype=f64))
+    for got in (fused, {"x": chunked["dx"], "W": chunked["dW"], "v": chunked["dv"]}):
+        for k, w in zip("xWv", want):
+            assert_close(got[k], w, 1e-12)

@@ -170,6 +170,11 @@ def cmd_generate(args, extra) -> int:
 
     if not Path(outdir).is_dir():
         raise UsageError(f"output folder {str(outdir)!r} does not exist")
+    specs = {Path(ref).resolve() for ref in args.layers if ref not in builtin}
+    clash = sorted(name for name in files if (Path(outdir) / name).resolve() in specs)
+    if clash:
+        raise UsageError(f"writing {clash[0]} into {str(outdir)!r} would replace the spec file itself; "
+                         f"choose another -o folder")
     written = render.write(files, outdir)
     print(f"wrote {len(written)} of {len(files)} files to {outdir}" + (
         "" if written else " (all up to date)"))

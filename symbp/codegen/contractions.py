@@ -149,6 +149,14 @@ class Contractions:
             code = (f"{body}.new_zeros(({shape})).index_add_(0, {name}.reshape(-1), "
                     f"{body}.reshape({flat}))")
             return self._scaled(coeff, code), (c,) + tuple(rest)
+        if axes == [c] and c in do and not set(y.index_dims) & set(do):  # a column lookup: W[:, X]
+            pos = do.index(c)
+            code = f"{self._operand(other)}[{':, ' * pos}{name}]"
+            got = tuple(do[:pos]) + tuple(y.index_dims) + tuple(do[pos + 1:])
+            order = sorted(range(len(got)), key=lambda i: self.spec.axis_list.index(got[i]))
+            if order != list(range(len(got))):  # back to the spec's axis order, as a view
+                code += ".T" if len(got) == 2 else f".permute{tuple(order)}"
+            return self._scaled(coeff, code), tuple(got[i] for i in order)
         return None  # falls back to a dense one_hot times ``other``, still vectorised
 
     def _scaled(self, coeff, code):

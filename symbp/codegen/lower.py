@@ -331,7 +331,8 @@ def lower_expr(printer: TorchCode, expr, target_dims) -> str:
     got = printer.dims(expr)
     if got == tuple(target_dims):
         return code
-    wrapped = code if precedence(expr) >= PRECEDENCE["Atom"] or isinstance(expr, Sum) else f"({code})"
+    atomic = precedence(expr) >= PRECEDENCE["Atom"] or (isinstance(expr, Sum) and " @ " not in code)
+    wrapped = code if atomic else f"({code})"
     have = {a for a in got if a != 1}
     want = {a for a in target_dims if a != 1}
     if have < want and broadcast(got, tuple(target_dims)) == tuple(target_dims):
@@ -343,6 +344,10 @@ def lower_expr(printer: TorchCode, expr, target_dims) -> str:
         return f"{wrapped}.reshape{shape_code(kept)}.expand{shape_code(target_dims)}"
     if have != want:
         raise LoweringError(f"{expr} has dims {got}, expected {tuple(target_dims)}")
+    if [a for a in got if a != 1] != [a for a in target_dims if a != 1]:  # the same axes, reordered
+        if 1 in got or 1 in target_dims:
+            raise LoweringError(f"{expr} has dims {got}, expected {tuple(target_dims)}")
+        return f"{wrapped}.permute{tuple(got.index(a) for a in target_dims)}"
     printer.sizes_used |= {a.name for a in target_dims if a != 1}
     return f"{wrapped}.reshape{shape_code(target_dims)}"
 
