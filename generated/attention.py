@@ -75,12 +75,11 @@ def backward(_ctx, dy, needs=None):
     dv = None
     if needs[0] or needs[1]:
         dprobs = dy @ v.mT  # (b, t, s) contraction used more than once
-        t0 = h**(-0.5)  # ()
-        t1 = probs*(dprobs - (probs*dprobs).sum(2, keepdim=True))  # (b, t, s)
+        t1 = (1/h**(0.5))*(probs*(dprobs - (probs*dprobs).sum(2, keepdim=True)))  # (b, t, s)
     if needs[0]:
-        dq = t0*(t1 @ k)  # (b, t, h) (17) fused: dy -> dq
+        dq = t1 @ k  # (b, t, h) (17) fused: dy -> dq
     if needs[1]:
-        dk = t0*(t1.mT @ q)  # (b, s, h) (18) fused: dy -> dk
+        dk = t1.mT @ q  # (b, s, h) (18) fused: dy -> dk
     if needs[2]:
         dv = probs.mT @ dy  # (b, s, h) (19) fused: dy -> dv
     return dq, dk, dv

@@ -403,6 +403,7 @@ def _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known) -> l
             repl[node] = sym
     exprs = [e.xreplace(repl) for e in exprs]
     temps, reduced = sp.cse(exprs, symbols=names, order="none") if cse else ([], exprs)
+    temps, reduced = _fold_shared_scales(temps, reduced, printer)
     named = {sym: sp.Symbol(known.pop(sub), real=True) for sym, sub in temps if sub in known}
     temps = [(named.get(sym, sym), sub.xreplace(named)) for sym, sub in temps]
     reduced = [e.xreplace(named) for e in reduced]
@@ -436,3 +437,51 @@ def _name_temps_after_targets(temps, reduced, rows, env):
     kept = [(row, e.xreplace(rename)) for row, e in zip(rows, reduced) if row[0] not in comments]
     temps = [(rename.get(sym, sym), sub.xreplace(rename)) for sym, sub in temps]
     return temps, [e for _, e in kept], [r for r, _ in kept], comments
+
+
+def _fold_shared_scales(temps, reduced, printer):
+    """A temporary that every statement reading it scales by the same scalar, inside a contraction
+    (``dq = c*(t @ k)``, ``dk = c*(t.mT @ q)``), takes the scale itself: one multiplication of ``t``
+    instead of one per use. A temporary then read once is put back in place."""
+    temps = list(temps)
+    for sym, sub in temps:
+        printer.env[sym] = printer.dims(sub)  # a scale has no dims, so folding keeps these
+    for i, (sym, sub) in enumerate(temps):
+        scales, users = set(), []
+        for j, e in enumerate(reduced):
+            if not e.has(sym):
+                continue
+            sums = [f for f in sp.Mul.make_args(e) if isinstance(f, Sum) and f.has(sym)]
+            rest = [f for f in sp.Mul.make_args(e) if not (isinstance(f, Sum) and f.has(sym))]
+            scale = sp.Mul(*rest)
+            if len(sums) != 1 or scale.has(sym) or printer.dims(scale) != () or scale == 1 \
+                    or printer._contraction(sums[0]) is None:
+                scales.add(None)
+                break
+            scales.add(scale)
+            users.append(j)
+        later = any(s.has(sym) for _, s in temps[i + 1:])
+        if len(scales) != 1 or None in scales or len(users) < 2 or later:
+            continue
+        (scale,) = scales
+        if any(scale.has(s) for s, _ in temps[i:]):  # the scale must be known before the temporary
+            continue
+        temps[i] = (sym, scale * sub)
+        for j in users:
+            reduced[j] = reduced[j] / scale
+        printer._memo.clear()  # dims and contractions were memoised on the old expressions
+    return _inline_single_uses(temps, reduced)
+
+
+def _inline_single_uses(temps, reduced):
+    """Temporaries that only one expression reads, put back into it."""
+    while True:
+        everything = [s for _, s in temps] + list(reduced)
+        once = next((k for k, (sym, _) in enumerate(temps)
+                     if sum(sum(1 for n in sp.preorder_traversal(e) if n == sym) for e in everything) == 1),
+                    None)
+        if once is None:
+            return temps, reduced
+        sym, sub = temps.pop(once)
+        temps = [(s, e.xreplace({sym: sub})) for s, e in temps]
+        reduced = [e.xreplace({sym: sub}) for e in reduced]
