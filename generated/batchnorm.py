@@ -68,9 +68,9 @@ def backward(_ctx, dhpreact, needs=None):
     bnraw = _ctx["bnraw"]
     if needs is None:
         needs = (True,) * 3
-    dhprebn = None
     dbngain = None
     dbnbias = None
+    dhprebn = None
     if needs[0] or needs[1]:
         dbngain = (bnraw*dhpreact).sum(0, keepdim=True)  # (1, d) (21) fused: dhpreact -> dbngain
     if needs[0] or needs[2]:

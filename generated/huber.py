@@ -55,7 +55,6 @@ def backward(_ctx, dloss, needs=None):
     delta = _ctx["delta"]
     if needs is None:
         needs = (True,) * 2
-    dpred = None
     dtarget = None
     # (n, d) (8) fused: dloss -> dpred
     dpred = (dloss/(d*n))*torch.where((delta >= torch.abs(r)), r, delta*torch.sign(r))

@@ -50,7 +50,6 @@ def backward(_ctx, dloss, needs=None):
     diff = _ctx["diff"]
     if needs is None:
         needs = (True,) * 2
-    dpred = None
     dtarget = None
     dpred = ((2/(d*n))*dloss)*diff  # (n, d) (8) fused: dloss -> dpred
     if needs[1]:

@@ -148,6 +148,8 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
         "returns": _returns(fused_stmts, [grad_name(t.name) for t in diff]),
         "needs_code": _needs_code([arg_names.index(t.name) for t in diff]),
         "needs_guards": any(s.guard for s in fused_stmts),
+        "guarded_grads": [s.target for s in fused_stmts
+                          if s.guard and s.target in {grad_name(t.name) for t in diff}],
         "chunk_reads": chunk_reads,
         "chunk_stmts": chunk_stmts,
         "chunk_returns": [grad_name(n) for n in ch.order],
