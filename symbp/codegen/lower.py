@@ -46,6 +46,7 @@ class Stmt:
     comment: str = ""
     guard: str = ""  # a condition the statement runs under ("" = always)
     sizes: frozenset = frozenset()  # axis sizes its code names beyond its expression's symbols
+    reads: frozenset = frozenset()  # the names its expression reads (tensors, temporaries, sizes)
 
     @property
     def note(self) -> str:
@@ -399,7 +400,8 @@ def _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known) -> l
             sym = name_for(node)
             code, dims = printer._contraction(node)
             env[sym] = dims
-            stmts.append(Stmt(sym.name, code, dims, "contraction used more than once"))
+            stmts.append(Stmt(sym.name, code, dims, "contraction used more than once",
+                              reads=_names(node)))
             repl[node] = sym
     exprs = [e.xreplace(repl) for e in exprs]
     temps, reduced = sp.cse(exprs, symbols=names, order="none") if cse else ([], exprs)
@@ -413,9 +415,10 @@ def _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known) -> l
     temps, reduced, rows, comments = _name_temps_after_targets(temps, reduced, rows, dims_env)
     for sym, sub in temps:
         env[sym] = printer.dims(sub)  # the printer reads env, so later temps see this one
-        stmts.append(Stmt(sym.name, printer.doprint(sub), env[sym], comments.get(sym.name, "")))
+        stmts.append(Stmt(sym.name, printer.doprint(sub), env[sym], comments.get(sym.name, ""),
+                          reads=_names(sub)))
     for (target, _, dims, comment), e in zip(rows, reduced):
-        stmts.append(Stmt(target, lower_expr(printer, e, dims), tuple(dims), comment))
+        stmts.append(Stmt(target, lower_expr(printer, e, dims), tuple(dims), comment, reads=_names(e)))
     for s in stmts:
         s.sizes = printer.sizes_used
     return stmts
@@ -485,3 +488,7 @@ def _inline_single_uses(temps, reduced):
         sym, sub = temps.pop(once)
         temps = [(s, e.xreplace({sym: sub})) for s, e in temps]
         reduced = [e.xreplace({sym: sub}) for e in reduced]
+
+
+def _names(expr) -> frozenset:
+    return frozenset(s.name for s in expr.free_symbols)

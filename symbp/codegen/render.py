@@ -11,7 +11,6 @@ reports a unified diff instead of writing.
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,11 +227,9 @@ def _guard_by_needs(stmts, grads) -> None:
         if s.target in users:
             continue
         users[s.target] = set()
-    word = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
     for s in reversed(stmts):
-        deps = set(word.findall(s.code))
         for other in stmts:
-            if other.target in deps and other is not s:
+            if other.target in s.reads and other is not s:
                 users[other.target] |= users[s.target]
     if len(grads) < 2:
         return
