@@ -116,9 +116,10 @@ def test_compiled_steps_equal_the_reference(backward, monkeypatch):
 
 def test_no_hand_written_gradient_formulas():
     """The step only wires generated modules: no arithmetic of its own, no autograd anywhere."""
-    step = ast.parse((REPO / "symbp" / "makemore" / "generated_step.py").read_text())
+    step_file = REPO / "symbp" / "makemore" / "generated_step.py"
+    step = ast.parse(step_file.read_text())
     assert not [n for n in ast.walk(step) if isinstance(n, ast.BinOp)], "the step computes nothing itself"
-    for path in [REPO / "symbp" / "makemore" / "generated_step.py", *sorted((REPO / "generated").glob("*.py"))]:
+    for path in [step_file, *sorted((REPO / "generated").glob("*.py"))]:
         tree = ast.parse(path.read_text())
         calls = {n.func.attr for n in ast.walk(tree)
                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
