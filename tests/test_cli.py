@@ -73,7 +73,7 @@ def test_latex_compiles_when_a_tex_engine_exists(tmp_path):
         pytest.skip("pdflatex is not installed; braces and environments are checked above")
     (tmp_path / "bn.tex").write_text(symbp.derive("batchnorm").latex())
     r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "bn.tex"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                       cwd=tmp_path, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stdout[-2000:]
 
 

@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import NAMES_TXT
 from symbp.makemore import data
 from symbp.makemore.data import (
     DataError,
@@ -22,8 +23,6 @@ from symbp.makemore.data import (
     resolve_input,
     split,
 )
-
-NAMES = Path(__file__).resolve().parents[2] / "shared/data/names.txt"
 
 
 def write(tmp_path, content, name="words.txt"):
@@ -155,9 +154,10 @@ def test_split_needs_enough_words_for_every_part():
     assert [len(Y) for _, Y in split(["abc"] * 6, 3)] == [16, 4, 4]  # 4 / 1 / 1 words
 
 
-@pytest.mark.skipif(not NAMES.is_file(), reason=f"makemore's names.txt is not at {NAMES}")
+@pytest.mark.skipif(not NAMES_TXT.is_file(),
+                    reason=f"no shared/ folder with makemore's names.txt beside this clone ({NAMES_TXT})")
 def test_names_txt_gives_the_seeds_example_counts():
-    words = load_words(NAMES)
+    words = load_words(NAMES_TXT)
     assert len(words) == 32_033
     stoi, itos = build_vocab(words)
     assert len(itos) == 27 and stoi["."] == 0 and stoi["a"] == 1 and stoi["z"] == 26

@@ -1,7 +1,6 @@
 """The symbolic proof that fused equals chunked: holds for every layer, and can fail."""
 
 import pytest
-import sympy as sp
 
 import symbp
 from symbp.engine.prove import prove, residual
@@ -24,5 +23,5 @@ def test_a_wrong_closed_form_is_not_proven(layer, name):
     n = d.spec.axis_list[0]
     for wrong in (fused * (n - 1) / n, fused + d.spec.adjoint(d.spec.output_tensor.name) / 1000):
         assert residual(d.spec, chain, wrong) != 0
+    # not vacuous: were fused 0, so would be the first wrong form, and one of the two asserts fails
     assert residual(d.spec, chain, fused) == 0
-    assert sp.simplify(fused) != 0

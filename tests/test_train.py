@@ -127,7 +127,6 @@ def test_autograd_step_gradients_match_finite_differences():
 
 
 def test_generated_step_agrees_with_autograd():
-    pytest.importorskip("symbp.makemore.generated_step")
     params, Xb, Yb = tiny_model(n=32)
     step = make_step("generated")
     loss, grads = step(params, Xb, Yb)
@@ -466,7 +465,6 @@ def test_cli_divergence_exits_1(words_file, tmp_path, capsys):
 
 
 def test_training_on_the_generated_backward_follows_autograd(words_file, tmp_path):
-    pytest.importorskip("symbp.makemore.generated_step")
     a = train(config(words_file, tmp_path / "autograd"))
     b = train(config(words_file, tmp_path / "generated", backward="generated"))
     pa = load_checkpoint(tmp_path / "autograd" / "checkpoint.pt")["params"]
