@@ -74,7 +74,7 @@ def backward(_ctx, dy, needs=None):
     dk = None
     dv = None
     if needs[0] or needs[1]:
-        dprobs = dy @ v.mT  # (b, t, s) contraction used more than once
+        dprobs = dy @ v.mT  # (b, t, s) fused: as dprobs in the chunked pass, used more than once
         t1 = (1/h**(0.5))*(probs*(dprobs - (probs*dprobs).sum(2, keepdim=True)))  # (b, t, s)
     if needs[0]:
         dq = t1 @ k  # (b, t, h) (17) fused: dy -> dq

@@ -380,6 +380,7 @@ def _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known) -> l
     targets = {r[0] for r in rows}
     taken = set(spec.tensors) | {s.name for s in env}
     known = {e: n for e, n in known.items() if n not in targets and n not in spec.tensors}
+    chunked_names = set(known.values())
     names = (sp.Symbol(f"{temp_prefix}{i}", real=True) for i in range(10**6)
              if f"{temp_prefix}{i}" not in taken)
 
@@ -400,13 +401,15 @@ def _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known) -> l
             sym = name_for(node)
             code, dims = printer._contraction(node)
             env[sym] = dims
-            stmts.append(Stmt(sym.name, code, dims, "contraction used more than once",
-                              reads=_names(node)))
+            note = (f"fused: as {sym.name} in the chunked pass, used more than once"
+                    if sym.name in chunked_names else "contraction used more than once")
+            stmts.append(Stmt(sym.name, code, dims, note, reads=_names(node)))
             repl[node] = sym
     exprs = [e.xreplace(repl) for e in exprs]
     temps, reduced = sp.cse(exprs, symbols=names, order="none") if cse else ([], exprs)
     temps, reduced = _fold_shared_scales(temps, reduced, printer)
     named = {sym: sp.Symbol(known.pop(sub), real=True) for sym, sub in temps if sub in known}
+    notes = {s.name: f"fused: as {s.name} in the chunked pass" for s in named.values()}
     temps = [(named.get(sym, sym), sub.xreplace(named)) for sym, sub in temps]
     reduced = [e.xreplace(named) for e in reduced]
     dims_env = dict(env)
@@ -415,8 +418,8 @@ def _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known) -> l
     temps, reduced, rows, comments = _name_temps_after_targets(temps, reduced, rows, dims_env)
     for sym, sub in temps:
         env[sym] = printer.dims(sub)  # the printer reads env, so later temps see this one
-        stmts.append(Stmt(sym.name, printer.doprint(sub), env[sym], comments.get(sym.name, ""),
-                          reads=_names(sub)))
+        note = comments.get(sym.name, notes.get(sym.name, ""))
+        stmts.append(Stmt(sym.name, printer.doprint(sub), env[sym], note, reads=_names(sub)))
     for (target, _, dims, comment), e in zip(rows, reduced):
         stmts.append(Stmt(target, lower_expr(printer, e, dims), tuple(dims), comment, reads=_names(e)))
     for s in stmts:

@@ -206,7 +206,8 @@ def _needs_code(positions) -> str:
     """``ctx.needs_input_grad`` of the differentiable arguments, as a slice where it can be."""
     if positions == list(range(len(positions))):
         return f"ctx.needs_input_grad[:{len(positions)}]"
-    return f"tuple(ctx.needs_input_grad[i] for i in {tuple(positions)})"
+    items = ", ".join(f"ctx.needs_input_grad[{i}]" for i in positions)
+    return f"({items},)" if len(positions) == 1 else f"({items})"
 
 
 def _blocks(stmts) -> list:
