@@ -233,3 +233,19 @@ def test_a_column_lookup_by_class_index_and_a_transposed_binding():
     for got in (fused, {"x": chunked["dx"], "W": chunked["dW"], "v": chunked["dv"]}):
         for k, w in zip("xWv", want):
             assert_close(got[k], w, 1e-12)
+
+
+def test_a_one_hot_summed_over_part_of_its_index_axes_is_a_dense_contraction():
+    n, t, v, e = 5, 3, 4, 2
+    X = torch.randint(0, v, (n, t))
+    a, w = torch.randn(n, t, e, dtype=f64), torch.randn(t, v, e, dtype=f64)
+
+    def forward(a, w):
+        z = torch.einsum("ntv,nte->tve", F.one_hot(X, v).to(f64), a)
+        return (z * z * w).sum()
+
+    want, _ = reference(forward, [a, w], [0, 1])
+    fused, chunked = gradients("onehot_partial.py", [X, a, w], torch.tensor(1.0, dtype=f64))
+    for got in (fused, {"a": chunked["da"], "w": chunked["dw"]}):
+        assert_close(got["a"], want[0], 1e-12)
+        assert_close(got["w"], want[1], 1e-12)

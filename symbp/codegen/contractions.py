@@ -63,7 +63,9 @@ class Contractions:
         if onehots and len(factors) == 2:
             y = self.spec.tensor_of(onehots[0])
             other = factors[1] if factors[0] == onehots[0] else factors[0]
-            return self._onehot_contraction(y, other, axes, coeff)
+            picked = self._onehot_contraction(y, other, axes, coeff)
+            if picked is not None:
+                return picked  # else a dense one-hot (a scatter) in an ordinary contraction below
         dims = [self.dims(f) for f in factors]
         joint = dims[0]
         for d in dims[1:]:
