@@ -125,3 +125,28 @@ def test_no_hand_written_gradient_formulas():
                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
         assert not calls & {"grad", "backward_hook", "requires_grad_"}, path
         assert "autograd.grad" not in path.read_text(), path
+
+
+@pytest.mark.parametrize("layer, sizes", [("batchnorm", {"n": 6}), ("cross_entropy", {"n": 6}),
+                                          ("attention", {"b": 2})])
+def test_generated_function_compiles_as_one_graph(layer, sizes):
+    """``Function.apply`` inside ``torch.compile(fullgraph=True)``: no graph break, same gradients."""
+    import importlib
+
+    from symbp.layers import load
+    from symbp.verify.check import random_arguments
+
+    torch._dynamo.reset()
+    module = importlib.import_module(f"generated.{layer}")
+    args = random_arguments(load(layer).build(), sizes, torch.float64, torch.Generator().manual_seed(0))
+
+    def loss(*a):
+        return module.Function.apply(*a).square().sum()
+
+    compiled = [a.clone().requires_grad_(a.is_floating_point()) for a in args]
+    torch.compile(loss, fullgraph=True, backend="aot_eager")(*compiled).backward()
+    eager = [a.clone().requires_grad_(a.is_floating_point()) for a in args]
+    loss(*eager).backward()
+    for a, b in zip(compiled, eager):
+        if b.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad)
