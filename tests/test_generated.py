@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import VARIANTS, assert_matches_reference, rel_err
+from seeds_reference import seeds_batchnorm, seeds_cross_entropy
 from symbp.layers import load
 from symbp.verify.check import random_arguments
 
@@ -70,33 +71,6 @@ def test_every_generated_module_imports():
 
 
 # --- the seeds' own chunked forward, written out by hand, as the reference ---
-
-def seeds_batchnorm(hprebn, bngain, bnbias, bessel=True):
-    n = hprebn.shape[0]
-    bnmeani = 1 / n * hprebn.sum(0, keepdim=True)
-    bndiff = hprebn - bnmeani
-    bndiff2 = bndiff**2
-    bnvar = 1 / ((n - 1) if bessel else n) * bndiff2.sum(0, keepdim=True)
-    bnvar_inv = (bnvar + 1e-5) ** -0.5
-    bnraw = bndiff * bnvar_inv
-    hpreact = bngain * bnraw + bnbias
-    return hpreact, dict(bnmeani=bnmeani, bndiff=bndiff, bndiff2=bndiff2, bnvar=bnvar,
-                         bnvar_inv=bnvar_inv, bnraw=bnraw)
-
-
-def seeds_cross_entropy(logits, Yb):
-    n = logits.shape[0]
-    logit_maxes = logits.max(1, keepdim=True).values
-    norm_logits = logits - logit_maxes
-    counts = norm_logits.exp()
-    counts_sum = counts.sum(1, keepdims=True)
-    counts_sum_inv = counts_sum**-1
-    probs = counts * counts_sum_inv
-    logprobs = probs.log()
-    loss = -logprobs[range(n), Yb].mean()
-    return loss, dict(logit_maxes=logit_maxes, norm_logits=norm_logits, counts=counts,
-                      counts_sum=counts_sum, counts_sum_inv=counts_sum_inv, probs=probs, logprobs=logprobs)
-
 
 def seeds_grads(fn, inputs, dout=None):
     leaves = [x.detach().clone().requires_grad_(x.is_floating_point()) for x in inputs]

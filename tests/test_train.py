@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from seeds_reference import seeds_forward
 from symbp.cli import main
 from symbp.makemore import train as train_mod
 from symbp.makemore.data import TrainError, build_vocab, load_words, split
@@ -56,24 +57,6 @@ def tiny_model(dtype=torch.float32, n=8, seed=1):
     params = init_params(7, 3, n_embd=2, n_hidden=5, seed=seed, dtype=dtype)
     g = torch.Generator().manual_seed(seed)
     return params, torch.randint(0, 7, (n, 3), generator=g), torch.randint(0, 7, (n,), generator=g)
-
-
-def seeds_forward(params, Xb, Yb):
-    """The seeds' chunked forward pass, written out step by step (exercise 1)."""
-    C, W1, b1, W2, b2, bngain, bnbias = (params[k] for k in PARAM_NAMES)
-    n = Xb.shape[0]
-    embcat = C[Xb].view(n, -1)
-    hprebn = embcat @ W1 + b1
-    bnmeani = 1 / n * hprebn.sum(0, keepdim=True)
-    bndiff = hprebn - bnmeani
-    bnvar = 1 / (n - 1) * (bndiff**2).sum(0, keepdim=True)
-    bnraw = bndiff * (bnvar + 1e-5) ** -0.5
-    h = torch.tanh(bngain * bnraw + bnbias)
-    logits = h @ W2 + b2
-    norm_logits = logits - logits.max(1, keepdim=True).values
-    counts = norm_logits.exp()
-    logprobs = (counts * counts.sum(1, keepdim=True) ** -1).log()
-    return -logprobs[range(n), Yb].mean()
 
 
 # --- the model ------------------------------------------------------------------------------------
