@@ -56,8 +56,8 @@ def key(kind: str, layer_ref: str, inputs) -> str | None:
     if files is None or _folder() is None:
         return None
     h = hashlib.sha256()
-    h.update(json.dumps([kind, _symbp_fingerprint(), _sympy_version(), sys.version_info[:2], inputs],
-                        sort_keys=True, default=str).encode())
+    h.update(json.dumps([kind, layer_ref, _symbp_fingerprint(), _sympy_version(), sys.version_info[:2],
+                         inputs], sort_keys=True, default=str).encode())
     for path in files:
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()

@@ -117,6 +117,7 @@ def test_cache_key_follows_the_spec_its_neighbours_and_its_options(tmp_path, mon
     assert cache.key("generate", str(spec), ["my_gain", {}]) != k2
     assert cache.key("generate", "batchnorm", ["batchnorm", {}]) != cache.key(
         "generate", "batchnorm", ["batchnorm_biased", {"variance": "biased"}])
+    assert cache.key("derive", "batchnorm", ["text", []]) != cache.key("derive", "cross_entropy", ["text", []])
     assert cache.key("derive", "no_such_layer", []) is None
     monkeypatch.setenv("SYMBP_CACHE_DIR", "off")
     assert cache.key("derive", "batchnorm", []) is None
@@ -138,4 +139,6 @@ def test_a_repeated_derive_comes_from_the_cache_and_matches(tmp_path, monkeypatc
     assert main(["derive", "tanh", "--format", "markdown"]) == 0
     assert capsys.readouterr().out == first
     assert main(["derive", "tanh"]) == 2  # another format is another entry
+    assert "derived again" in capsys.readouterr().err
+    assert main(["derive", "relu", "--format", "markdown"]) == 2  # and another layer too
     assert "derived again" in capsys.readouterr().err
