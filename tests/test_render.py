@@ -117,7 +117,8 @@ def test_cache_key_follows_the_spec_its_neighbours_and_its_options(tmp_path, mon
     assert cache.key("generate", str(spec), ["my_gain", {}]) != k2
     assert cache.key("generate", "batchnorm", ["batchnorm", {}]) != cache.key(
         "generate", "batchnorm", ["batchnorm_biased", {"variance": "biased"}])
-    assert cache.key("derive", "batchnorm", ["text", []]) != cache.key("derive", "cross_entropy", ["text", []])
+    text = ["text", []]
+    assert cache.key("derive", "batchnorm", text) != cache.key("derive", "cross_entropy", text)
     assert cache.key("derive", "no_such_layer", []) is None
     monkeypatch.setenv("SYMBP_CACHE_DIR", "off")
     assert cache.key("derive", "batchnorm", []) is None
