@@ -114,7 +114,7 @@ def test_engine_has_no_layer_names():
     from pathlib import Path
 
     words = set()
-    for f in ("reverse.py", "simplify.py", "algebra.py"):
+    for f in ("reverse.py", "simplify.py", "tidy.py", "trace.py", "algebra.py"):
         tree = ast.parse((Path(symbp.__file__).parent / "engine" / f).read_text())
         docs = {id(n.body[0].value) for n in ast.walk(tree)
                 if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(n)}
@@ -208,3 +208,41 @@ def test_bad_specs_are_rejected_with_the_binding_named(build, message):
     x = s.input("x", (n, d))
     with pytest.raises(SpecError, match=message):
         build(s, n, x)
+
+
+@pytest.mark.parametrize("layer", ["batchnorm", "cross_entropy", "attention", "linear_seq", "logsumexp"])
+def test_the_record_is_what_the_engine_did(layer, monkeypatch):
+    """Each recorded chain ends at the engine's result, each chain-rule term is the contribution
+    before linearity, and the lesson prints the record instead of simplifying the gradients again."""
+    from symbp.engine import simplify
+    from symbp.engine.algebra import normalize
+
+    d = symbp.derive(layer)
+    for name, expr in d.fused.gradients.items():
+        assert d.fused.traces[name].result == expr
+    for key, value in d.fused.path_values.items():
+        assert d.fused.path_traces[key].result == value
+    for contribs in d.chunked.contributions.values():
+        for c in contribs:
+            assert sp.expand(normalize(d.spec, c.raw) - normalize(d.spec, c.expr)) == 0
+    seen = []
+    real = simplify.closed_form
+    monkeypatch.setattr(simplify, "closed_form", lambda spec, expr, *a, **k: seen.append(expr) or real(
+        spec, expr, *a, **k))
+    fused = next(s for s in d.lesson.sections if s.key == "fused")
+    assert len(seen) == len(d.fused.__dict__.get("_traces", {}))  # only the paths' values, once each
+    for eq in fused.equations:
+        assert eq.chain[-1].expr == d.fused.gradients[eq.key[1:]]
+
+
+def test_teaching_views_run_no_engine_step_of_their_own():
+    """The views print the engine's record: they neither differentiate nor run the rewriting."""
+    import ast
+    from pathlib import Path
+
+    for f in sorted((Path(symbp.__file__).parent / "teach").glob("*.py")):
+        names = {n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(ast.parse(f.read_text()))
+                 if isinstance(n, (ast.Name, ast.Attribute))}
+        for word in ("diff", "local_form", "apply_identities", "rewrite", "basis_rewrites", "tidy",
+                     "closed_form", "Inliner", "reduce_over"):
+            assert word not in names, (f.name, word)

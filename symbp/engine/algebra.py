@@ -42,10 +42,11 @@ def _is_one_hot_along(spec: Spec, f, axis) -> bool:
     return spec.is_tensor(f) and spec.tensor_of(f).class_axis == axis
 
 
-def reduce_over(spec: Spec, expr: sp.Expr, axes) -> sp.Expr:
-    """Sum ``expr`` over each axis in ``axes`` (in declaration order)."""
+def reduce_over(spec: Spec, expr: sp.Expr, axes, linear: bool = True) -> sp.Expr:
+    """Sum ``expr`` over each axis in ``axes`` (in declaration order, the first innermost);
+    with ``linear=False`` the sums are kept as written, nothing taken out."""
     for a in sorted(axes, key=spec.axis_position):
-        expr = sum_along(spec, a, expr)
+        expr = sum_along(spec, a, expr) if linear else Sum(a, expr)
     return expr
 
 

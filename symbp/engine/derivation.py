@@ -18,7 +18,13 @@ from symbp.teach.text import repr_text, text
 
 @dataclass
 class Derivation:
-    """Everything symbp knows about one layer's backward pass."""
+    """Everything symbp knows about one layer's backward pass, and how the engine got there.
+
+    The record of each step lives with the results: ``chunked.contributions`` keep each
+    chain-rule term before linearity and its local partial, ``fused.traces`` and
+    ``fused.path_traces`` every rewrite of the closed forms (``engine.trace``). The
+    lesson prints them.
+    """
 
     layer: Layer
     spec: Spec

@@ -15,7 +15,8 @@ from fractions import Fraction
 import sympy as sp
 
 from symbp.engine.algebra import normalize
-from symbp.engine.simplify import Inliner, apply_identities, inline_forward, merge_sums
+from symbp.engine.simplify import Inliner, apply_identities, inline_forward
+from symbp.engine.tidy import merge_sums
 from symbp.functions import sigmoid, softplus
 from symbp.spec import Sum, axis_divisors
 

@@ -15,7 +15,9 @@ Bindings are walked from the output back to the inputs. For a binding
 
 Each gradient is kept as a list of contributions, one per consuming binding,
 written in terms of the consumers' adjoint symbols (``d`` + name), exactly the
-statements of the seeds' exercise 1.
+statements of the seeds' exercise 1. Each also records its term as the chain
+rule writes it, before linearity, and its local partial: what the teaching
+views print.
 """
 
 from __future__ import annotations
@@ -36,11 +38,19 @@ def grad_name(name: str) -> str:
 
 @dataclass
 class Contribution:
-    """One term of a gradient: what flows into ``target`` through ``via``."""
+    """One term of a gradient: what flows into ``target`` through ``via``.
+
+    ``raw`` is the same term as the chain rule gives it, before linearity: the adjoint times
+    the local partial, summed over the axes it is broadcast along. ``partial`` is the local
+    partial of ``via`` with respect to one element of ``target`` along this term (through
+    reductions too), or None where a reduction's partial had to be summed over an axis first.
+    """
 
     target: str
     via: str
     expr: sp.Expr
+    raw: sp.Expr = None
+    partial: sp.Expr = None
 
 
 @dataclass
@@ -99,13 +109,15 @@ def _needs_gradient(spec: Spec) -> dict:
     return needs
 
 
-def _backprop(spec, expr, adjoint, via, ch, needs, spread=frozenset()):
+def _backprop(spec, expr, adjoint, via, ch, needs, spread=frozenset(), raw=None, factor=sp.S.One):
     """Push ``adjoint`` (the gradient flowing into ``expr``) onto the tensors in it.
 
     ``spread`` holds the axes ``adjoint`` is broadcast along because ``expr`` sits inside
     sums over them: a tensor without such an axis appears once per position along it, so
-    its contribution is summed over it (``Sum(n, x + w)`` gives ``dw = n*dS``).
+    its contribution is summed over it (``Sum(n, x + w)`` gives ``dw = n*dS``). ``raw`` is
+    ``adjoint`` before linearity and ``factor`` the local partial so far (``Contribution``).
     """
+    raw = adjoint if raw is None else raw
     local, placeholders, back = local_form(spec, expr)
     for sym in sorted(local.free_symbols, key=str):
         if spec.is_tensor(sym):
@@ -115,22 +127,32 @@ def _backprop(spec, expr, adjoint, via, ch, needs, spread=frozenset()):
             part = drop_deltas(sp.diff(local, sym)).xreplace(back)
             if part == 0:
                 continue
-            contrib = reduce_over(spec, adjoint * part, (spec.axes_of(adjoint * part) | spread) - t.axes)
-            ch.contributions.setdefault(t.name, []).append(Contribution(t.name, via, contrib))
+            axes = (spec.axes_of(adjoint * part) | spread) - t.axes
+            contrib = reduce_over(spec, adjoint * part, axes)
+            written = reduce_over(spec, part * raw, axes, linear=False)
+            partial = None if factor is None else factor * part
+            ch.contributions.setdefault(t.name, []).append(
+                Contribution(t.name, via, contrib, written, partial))
     for ph, red in placeholders.items():
         if not any(needs.get(spec.tensor_of(s).name, False)
                    for s in red.body.free_symbols if spec.is_tensor(s)):
             continue
         part = drop_deltas(sp.diff(local, ph)).xreplace(back)
         flow = adjoint * part
-        flow = reduce_over(spec, flow, (spec.axes_of(flow) | spread) - spec.axes_of(red))
+        axes = (spec.axes_of(flow) | spread) - spec.axes_of(red)
+        flow, raw_flow = reduce_over(spec, flow, axes), reduce_over(spec, raw * part, axes, linear=False)
         # still implicit: axes of the reduction that flow is broadcast along, and the reduced axis
         inner = ((spread & spec.axes_of(red)) - spec.axes_of(flow)) | {red.axis}
+        mask = sp.S.One
         if isinstance(red, Max):
-            flow = flow * ArgmaxMask(red.axis, red.body)
+            mask = ArgmaxMask(red.axis, red.body)
+            flow, raw_flow = flow * mask, sp.Mul(raw_flow, mask, evaluate=False)
         elif not isinstance(red, Sum):
             raise SpecError(f"binding {via!r}: no adjoint for {type(red).__name__}")
-        _backprop(spec, red.body, flow, via, ch, needs, frozenset(inner))
+        # an elementwise partial exists only where this one does not vary along axes the reduction lacks
+        elementwise = factor is not None and not spec.axes_of(part) - spec.axes_of(red)
+        inner_factor = factor * part * mask if elementwise else None
+        _backprop(spec, red.body, flow, via, ch, needs, frozenset(inner), raw_flow, inner_factor)
 
 
 def local_form(spec, expr):

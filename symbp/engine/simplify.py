@@ -21,7 +21,10 @@ For each differentiable input (and, for the record, each intermediate):
    reduction-free bindings are replaced by their definitions, and steps 2
    and 3 repeat until nothing changes.
 4. *Tidy*: cancel, merge sums, and keep the equal form with the fewest torch
-   operations, read like the formula a careful person writes.
+   operations, read like the formula a careful person writes (``symbp.engine.tidy``).
+
+Given a :class:`~symbp.engine.trace.Trace`, ``closed_form`` records each step that changed the
+expression and why; ``fuse`` keeps those records, which the teaching views print.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ import sympy as sp
 
 from symbp.engine.algebra import normalize
 from symbp.engine.reverse import Chunked
+from symbp.engine.tidy import tidy
+from symbp.engine.trace import Trace
 from symbp.spec import Reduction, Spec, Sum
 
 
@@ -45,11 +50,22 @@ class Identity:
 
 @dataclass
 class Fused:
-    """Closed forms of the gradients, written in saved quantities."""
+    """Closed forms of the gradients, written in saved quantities, and how each was reached."""
 
     gradients: dict  # tensor name -> expr
     identities: list = field(default_factory=list)
     path_values: dict = field(default_factory=dict)  # (target, via) -> contribution, untidied (0 = vanishes)
+    rules: dict = field(default_factory=dict)  # the rewrites into saved tensors (``basis_rewrites``)
+    traces: dict = field(default_factory=dict)  # tensor name -> Trace of its closed form
+    path_traces: dict = field(default_factory=dict)  # (target, via) -> Trace of its path value
+
+    def trace(self, spec: Spec, expr) -> Trace:
+        """The closed form of any other expression (one path's value, say), with its steps; memoised."""
+        memo = self.__dict__.setdefault("_traces", {})
+        if expr not in memo:
+            memo[expr] = Trace(expr)
+            closed_form(spec, expr, self.rules, {}, trace=memo[expr])
+        return memo[expr]
 
 
 def fuse(ch: Chunked, names=None) -> Fused:
@@ -58,19 +74,21 @@ def fuse(ch: Chunked, names=None) -> Fused:
     rewrites = basis_rewrites(spec)
     identities: dict = {}
     names = names if names is not None else [t.name for t in spec.differentiable]
-    out = Fused({})
+    out = Fused({}, rules=rewrites)
     for name in names:  # a tensor the output does not depend on has gradient 0
-        out.gradients[name] = closed_form(spec, inliner.full(ch.gradient(name)), rewrites, identities)
+        trace = out.traces[name] = Trace(inliner.full(ch.gradient(name)))
+        out.gradients[name] = closed_form(spec, trace.start, rewrites, identities, trace=trace)
     for name in ch.order:
         for c in ch.contributions[name]:
-            out.path_values[(name, c.via)] = closed_form(spec, inliner.full(c.expr), rewrites, identities,
-                                                         readable=False)
+            trace = out.path_traces[(name, c.via)] = Trace(inliner.full(c.expr))
+            out.path_values[(name, c.via)] = closed_form(spec, trace.start, rewrites, identities,
+                                                         readable=False, trace=trace)
     out.identities = [Identity(k, v) for k, v in identities.items()]
     return out
 
 
-def closed_form(spec: Spec, expr, rewrites, identities, readable=True) -> sp.Expr:
-    """Steps 2 to 4 on an inlined gradient.
+def closed_form(spec: Spec, expr, rewrites, identities, readable=True, trace: Trace | None = None) -> sp.Expr:
+    """Steps 2 to 4 on an inlined gradient; ``trace``, if given, records each step that changes it.
 
     Rewriting terminates: inlining follows the acyclic bindings and the
     inverse rules only introduce saved symbols, which are never inlined. The
@@ -78,23 +96,48 @@ def closed_form(spec: Spec, expr, rewrites, identities, readable=True) -> sp.Exp
     is correct, only less compact.
     """
     start = expr
+    thaw = getattr(rewrites, "thaw", None) or {}
+    if trace is not None:
+        trace.thaw = thaw
     for _ in range(16):
         prev = expr
-        expr = apply_identities(spec, normalize(spec, expr), identities)
-        expr = rewrite(expr, rewrites)
+        expr = _round(spec, expr, rewrites, identities, trace)
         if expr == prev:
             break
     else:
         plain = basis_rewrites(spec, invert=False)
         expr = start
+        if trace is not None:
+            trace.steps.clear()  # the record is of the rewriting that is kept
         for _ in range(len(spec.tensors) + 2):
             prev = expr
-            expr = rewrite(apply_identities(spec, normalize(spec, expr), identities), plain)
+            expr = _round(spec, expr, plain, identities, trace)
             if expr == prev:
                 break
-    if getattr(rewrites, "thaw", None):
-        expr = expr.xreplace(rewrites.thaw)
-    return tidy(spec, expr) if readable else expr
+    if thaw:
+        expr = expr.xreplace(thaw)
+    if not readable:
+        return expr
+    tidied = tidy(spec, expr)
+    if trace is not None:
+        trace.note("tidy", expr, tidied)
+    return tidied
+
+
+def _round(spec: Spec, expr, rules, identities: dict, trace: Trace | None):
+    """One round of steps 2 and 3: linearity, the identities, the rules into saved tensors."""
+    linear = normalize(spec, expr)
+    if trace is None:
+        return rewrite(apply_identities(spec, linear, identities), rules)
+    known = len(trace.found)
+    found = apply_identities(spec, linear, trace.found)
+    for k, v in trace.found.items():
+        identities.setdefault(k, v)
+    new = rewrite(found, rules)
+    trace.note("linearity", expr, linear)
+    trace.note("identity", linear, found, lambda: trace.identities_used(linear, known))
+    trace.note("saved", found, new, lambda: trace.rules_fired(found, rules))
+    return new
 
 
 class Inliner:
@@ -330,127 +373,6 @@ def inline_forward(spec: Spec, expr):
             return expr
         expr = new
     return expr
-
-
-def tidy(spec: Spec, expr):
-    """Choose the cheapest of a few equal forms, then pull an axis size out of the bracket.
-
-    Candidates: expanded, common factor gathered, common factors cancelled
-    (``p*(1 - p)`` against ``1/(1 - p)``: cancelling only removes divisions,
-    so the result is defined wherever the input was) and sums over the same
-    axis merged (``Σ_n(a) + 2*Σ_n(b)`` is one reduction, ``Σ_n(a + 2*b)``).
-    The cost counts operations and charges heavily for dividing by a tensor
-    expression that is not a positive saved tensor, which overflows where
-    the forward is fine. ``g*v*(dy - S/n - b*T/(n-1))`` then reads as
-    ``g*v/n*(n*dy - S - n/(n-1)*b*T)``, the form of the seeds' one-liner.
-    """
-    expanded = sp.expand(expr, power_exp=False, power_base=False, log=False, multinomial=False)
-    gathered = sp.gcd_terms(expanded, fraction=False)
-    cands = [expr, expanded, gathered, sp.factor_terms(gathered)]
-    if _risky_divisions(spec, expanded):
-        cancelled = sp.cancel(sp.together(expanded))
-        cands += [cancelled, sp.factor_terms(cancelled),
-                  sp.factor_terms(sp.expand(cancelled, power_exp=False, power_base=False, log=False))]
-    terms = sp.Add.make_args(expanded)
-    for sym in sorted({s for s in expanded.free_symbols if spec.is_tensor(s)}, key=str):
-        if sum(1 for t in terms if t.has(sym)) > 1:  # collecting a symbol in one term changes nothing
-            collected = sp.collect(expanded, sym)
-            cands.append(collected)
-            if sp.count_ops(collected) < 120:  # factor_terms is slow on large expressions
-                cands.append(sp.factor_terms(collected))
-    cands += [merge_sums(spec, c) for c in cands]
-    cands = list(dict.fromkeys(cands))
-    expr = min(cands, key=lambda e: (cost(spec, e), sp.count_ops(e)))
-    outside, brackets = [], []
-    for f in sp.Mul.make_args(expr):
-        (brackets if isinstance(f, sp.Add) else outside).append(f)
-    if len(brackets) != 1:
-        return expr
-    bracket = brackets[0]
-    for axis in spec.axis_list:
-        dens = [sp.fraction(sp.together(t))[1] for t in sp.Add.make_args(bracket)]
-        if any(d == axis for d in dens):
-            inner = sp.Add(*[sp.expand(axis * t, power_exp=False, power_base=False, log=False, deep=False)
-                             for t in sp.Add.make_args(bracket)])
-            return sp.Mul(*outside) / axis * inner
-    return expr
-
-
-def cost(spec: Spec, expr) -> int:
-    """Tensor operations the lowered code will run, plus a heavy charge for each risky division."""
-    return tensor_ops(spec, expr) + 20 * _risky_divisions(spec, expr)
-
-
-def tensor_ops(spec: Spec, expr) -> int:
-    """Roughly the torch calls ``expr`` lowers to: work on scalars (sizes, options) is free.
-
-    A sum of k terms is k - 1 additions (a negated term is a subtraction, not a negation
-    and an addition); a product of k tensor factors is k - 1 multiplications.
-    """
-    cache = spec.__dict__.setdefault("_tensor_ops", {})
-    if expr not in cache:
-        cache[expr] = _tensor_ops(spec, expr)
-    return cache[expr]
-
-
-def _tensor_ops(spec: Spec, expr) -> int:
-    if not any(spec.is_tensor(s) or s.name.startswith("d") for s in expr.free_symbols):
-        return 0
-    if expr.is_Atom:
-        return 0
-    if isinstance(expr, sp.Add):
-        return len(expr.args) - 1 + sum(tensor_ops(spec, -a if a.could_extract_minus_sign() else a)
-                                        for a in expr.args)
-    if isinstance(expr, sp.Mul):
-        coeff, rest = expr.as_coeff_Mul()
-        factors = sp.Mul.make_args(rest)
-        tensors = [f for f in factors if tensor_ops(spec, f) or spec.axes_of(f) or f.is_Symbol]
-        scalar = len(factors) > len(tensors) or coeff not in (1, -1)
-        return max(len(tensors) - 1, 0) + int(scalar) + sum(tensor_ops(spec, f) for f in factors)
-    if isinstance(expr, sp.Pow) and expr.exp == -1:
-        return 1 + tensor_ops(spec, expr.base)
-    return 1 + sum(tensor_ops(spec, a) for a in expr.args if isinstance(a, sp.Expr))
-
-
-def _risky_divisions(spec: Spec, expr) -> int:
-    """Divisions by tensor-valued expressions not known to be positive (``1 - p`` with ``p`` a sigmoid)."""
-    count = 0
-    for node in sp.preorder_traversal(expr):
-        if isinstance(node, sp.Pow) and node.exp.is_negative:
-            base = node.base
-            if any(spec.is_tensor(s) for s in base.free_symbols) and not base.is_positive:
-                count += 1
-    return count
-
-
-def merge_sums(spec: Spec, expr):
-    """``a*Σ_k(e) + b*Σ_k(f)`` -> ``Σ_k(a*e + b*f)`` where ``a``, ``b`` do not vary along ``k``."""
-    if not isinstance(expr, sp.Basic) or expr.is_Atom:
-        return expr
-    expr = expr.func(*[merge_sums(spec, a) for a in expr.args]) if expr.args else expr
-    if not isinstance(expr, sp.Add):
-        return expr
-    groups: dict = {}
-    rest = []
-    lone = {}  # axis -> factors of the bodies of terms with a single sum, to choose among several
-    for term in expr.args:
-        sums = [f for f in sp.Mul.make_args(term) if isinstance(f, Sum)]
-        if len(sums) == 1:
-            lone.setdefault(sums[0].axis, set()).update(sp.Mul.make_args(sums[0].body))
-    for term in expr.args:
-        sums = [f for f in sp.Mul.make_args(term) if isinstance(f, Sum)
-                and f.axis not in spec.axes_of(term / f)]
-        if sums:  # with several, join the one whose body shares most factors with the others'
-            s = max(sums, key=lambda f: len(lone.get(f.axis, set()) & set(sp.Mul.make_args(f.body))))
-            groups.setdefault(s.axis, []).append(term / s * s.body)
-            continue
-        rest.append(term)
-    if not any(len(v) > 1 for v in groups.values()):
-        return expr
-    out = sp.Add(*rest)
-    for axis, bodies in groups.items():
-        out += Sum(axis, sp.factor_terms(sp.Add(*bodies)))
-    return out
 
 
 def _has_reduction(expr) -> bool:

@@ -1,18 +1,15 @@
 """Each chunked backward step written as the chain rule, with its local partials and why.
 
 A step reads ``dx = Σ(∂y/∂x · dy) + ...`` (one term per use of ``x``), then the local
-partials filled in, then the engine's own gradient where linearity or simplification
-changed the look. The partials come from the same ``reverse.local_form`` the engine
-differentiates; a use this view cannot split is shown as the engine's terms instead, so a
-step never shows a line that does not hold.
+partials filled in, then the engine's own gradient where linearity or simplification changed
+the look. The partials and the terms are the ones the engine recorded as it differentiated
+(``reverse.Contribution``): nothing here differentiates again.
 """
 
 from __future__ import annotations
 
 import sympy as sp
 
-from symbp.engine.algebra import normalize
-from symbp.engine.reverse import local_form
 from symbp.printing import shape_text
 from symbp.spec import ArgmaxMask, Max, Reduction, Sum
 from symbp.teach.lesson import Equation, Partial, Step, Terms, add_terms, ticked
@@ -32,8 +29,8 @@ def chain_rule_step(spec, ch, name, defnum) -> Equation:
         for a in reversed(missing):
             term = Sum(a, term)
         symbolic.append(term)
-        local.append(_local_term(spec, y.expr, dy, t))
-        value = _elementwise_partial(spec, y.expr, t)
+        local.append(c.raw)
+        value = _partial_through(contribs, c.via)
         if value is not None:
             partials.append((Partial(y.symbol, t.symbol), value))
         notes.append(_step_note(spec, t, y, missing, defnum))
@@ -41,9 +38,6 @@ def chain_rule_step(spec, ch, name, defnum) -> Equation:
     chain = [Step(add_terms(symbolic), "the chain rule" + per_use)]
     shown = add_terms(local)
     engine = ch.gradient(name)
-    if sp.expand(normalize(spec, sp.Add(*local)) - normalize(spec, engine)) != 0:
-        # a use this view cannot split into partials: show the engine's terms, never a wrong line
-        shown, partials[:] = add_terms([c.expr for c in contribs]), []
     chain.append(Step(shown, "the local partials of " + ", ".join(
         f"({defnum[c.via]})" for c in contribs)))
     if not isinstance(shown, Terms) and sp.srepr(shown) != sp.srepr(engine) or \
@@ -55,54 +49,11 @@ def chain_rule_step(spec, ch, name, defnum) -> Equation:
     return Equation(0, adj, chain, shape_text(t.dims), notes, key=adj.name, partials=partials)
 
 
-def _local_term(spec, expr, adjoint, t):
-    """What flows from ``expr`` into ``t``, unsimplified (mirrors ``reverse._backprop``)."""
-    local, placeholders, back = local_form(spec, expr)
-    total = []
-    if t.symbol in local.free_symbols:
-        part = sp.diff(local, t.symbol).xreplace(back)
-        if part != 0:
-            total.append(_sum_over(spec, part * adjoint, spec.axes_of(adjoint * part) - t.axes))
-    for red, part in _through_reductions(local, placeholders, back, t):
-        if part == 0:
-            continue
-        flow = adjoint * part
-        flow = _sum_over(spec, flow, spec.axes_of(adjoint * part) - spec.axes_of(red))
-        if isinstance(red, Max):
-            flow = sp.Mul(flow, ArgmaxMask(red.axis, red.body), evaluate=False)
-        inner = _local_term(spec, red.body, flow, t)
-        if inner != 0:
-            total.append(inner)
-    return sp.Add(*total, evaluate=False) if len(total) > 1 else (total[0] if total else sp.S.Zero)
-
-
-def _elementwise_partial(spec, expr, t):
-    """∂expr/∂t for one element of ``t`` (through reductions too), or None where a reduction's
-    gradient must first be summed over an axis (then only the chain line is shown)."""
-    local, placeholders, back = local_form(spec, expr)
-    total = sp.diff(local, t.symbol).xreplace(back) if t.symbol in local.free_symbols else sp.S.Zero
-    for red, part in _through_reductions(local, placeholders, back, t):
-        if spec.axes_of(part) - spec.axes_of(red):
-            return None
-        inner = _elementwise_partial(spec, red.body, t)
-        if inner is None:
-            return None
-        mask = ArgmaxMask(red.axis, red.body) if isinstance(red, Max) else 1
-        total += part * mask * inner
-    return total
-
-
-def _through_reductions(local, placeholders, back, t):
-    """``(reduction, its local partial)`` for each top-level reduction over ``t`` (``local_form``)."""
-    for ph, red in placeholders.items():
-        if t.symbol in red.body.free_symbols:
-            yield red, sp.diff(local, ph).xreplace(back)
-
-
-def _sum_over(spec, expr, axes):
-    for a in sorted(axes, key=spec.axis_position, reverse=True):
-        expr = Sum(a, expr)
-    return expr
+def _partial_through(contribs, via):
+    """∂via/∂target for one element (every term through ``via`` together), or None where a
+    reduction's gradient must first be summed over an axis (then only the chain line is shown)."""
+    parts = [c.partial for c in contribs if c.via == via]
+    return None if any(p is None for p in parts) else sp.Add(*parts)
 
 
 def contracted(spec, red, t) -> bool:

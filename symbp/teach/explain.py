@@ -8,8 +8,9 @@ numbered chain of equalities (``fused_steps``), and the fused result. The views
 (``text``, ``latex``, ``markdown``, ``graph``) print it; the generated code cites its
 equation numbers.
 
-Nothing here changes the math: every chain re-runs the engine's own steps and the last
-expression of each chain is the engine's result.
+Nothing here changes the math: every chain prints the steps the engine recorded as it
+derived and simplified (``reverse.Contribution``, ``engine.trace``), and the last expression of
+each chain is the engine's result.
 """
 
 from __future__ import annotations
@@ -17,17 +18,16 @@ from __future__ import annotations
 import sympy as sp
 
 from symbp.engine.reverse import grad_name
-from symbp.engine.simplify import Inliner, basis_rewrites
 from symbp.printing import shape_text
 from symbp.spec import Max
 from symbp.teach.chain_rule import chain_rule_step
 from symbp.teach.fused_steps import (
     closed_form_chain,
-    first_zero,
     identity_chain,
     identity_note,
     paths,
-    simplify_steps,
+    trace_steps,
+    zero_paths,
     zero_reason,
 )
 from symbp.teach.lesson import Equation, Label, Lesson, Section, Step, ticked
@@ -35,7 +35,7 @@ from symbp.teach.lesson import Equation, Label, Lesson, Section, Step, ticked
 
 def build(d) -> Lesson:
     """The lesson of a :class:`~symbp.engine.derivation.Derivation`."""
-    spec, ch = d.spec, d.chunked
+    spec, ch, fused = d.spec, d.chunked, d.fused
     counter = iter(range(1, 10_000))
     out = spec.output_tensor
     defnum = {}
@@ -54,15 +54,14 @@ def build(d) -> Lesson:
         stepnum[name] = eq.number
         backward.append(eq)
 
-    rewrites = basis_rewrites(spec)
-    inliner = Inliner(ch)
     all_paths = paths(spec, ch)
     inputs = [t.name for t in spec.differentiable if t.name in ch.contributions]
-    # a first pass finds every identity the engine uses, so that the chains can cite them by number
+    # every identity the engine used, in the order found, so that the chains can cite them by number
     idmap: dict = {}
     for name in inputs:
-        closed_form_chain(spec, ch, inliner, name, rewrites, idmap, stepnum, {}, defnum)
-    zero_paths = [(p, v) for p, v in all_paths if first_zero(spec, p, all_paths, rewrites, idmap)]
+        for k, v in fused.traces[name].found.items():
+            idmap.setdefault(k, v)
+    zeros = zero_paths(spec, fused, all_paths, idmap)
     zero_edges = set(d.vanishing_paths)
 
     identities, idnum = [], {}
@@ -73,10 +72,10 @@ def build(d) -> Lesson:
         identities.append(eq)
 
     vanishing = []
-    for path, value in zero_paths:
+    for path, value in zeros:
         target = path[-1]
         chain = [Step(value, "the local partials multiplied along the path")]
-        chain += simplify_steps(spec, value, rewrites, {}, idnum, defnum)
+        chain += trace_steps(spec, fused.trace(spec, value), idnum, defnum)
         names = " → ".join(f"`{p}`" for p in path)
         eq = Equation(next(counter), Label(spec.adjoint(target), "this path"), chain,
                       key="path:" + ">".join(path))
@@ -84,7 +83,8 @@ def build(d) -> Lesson:
         vanishing.append((path, eq))
     edge_num = {}
     for target, via in sorted(zero_edges, key=lambda k: stepnum.get(k[0], 0)):
-        c = next(c for c in ch.contributions[target] if c.via == via)
+        # the term the engine's path value is of (the last through ``via``, as ``fuse`` keys them)
+        c = [c for c in ch.contributions[target] if c.via == via][-1]
         chain = [Step(c.expr, f"the term through `{via}` in ({stepnum[target]})")]
         whole = [k for k in edge_num if k[0] == via]
         if whole and len(whole) == len(ch.contributions[via]):
@@ -92,12 +92,13 @@ def build(d) -> Lesson:
             note = (f"Nothing reaches `{target}` through `{via}`, because the whole of "
                     f"`{spec.adjoint(via)}` is zero.")
         else:
-            full = inliner.full(c.expr)
-            if full != c.expr:
-                chain.append(Step(full, f"inline the chunked steps down to `{spec.adjoint(out.name)}`"))
-            chain += simplify_steps(spec, full, rewrites, {}, idnum, defnum)
+            trace = fused.path_traces[(target, via)]
+            if trace.start != c.expr:
+                chain.append(Step(trace.start, "inline the chunked steps down to "
+                                               f"`{spec.adjoint(out.name)}`"))
+            chain += trace_steps(spec, trace, idnum, defnum)
             many = [p for p, _ in all_paths if len(p) > 1 and p[-1] == target and p[-2] == via]
-            cancel = len(many) > 1 and not any(p == z for z, _ in zero_paths for p in many)
+            cancel = len(many) > 1 and not any(p == z for z, _ in zeros for p in many)
             note = (f"Everything that reaches `{target}` through `{via}` adds up to zero"
                     + (f", although none of its {len(many)} paths is zero on its own: they cancel"
                        if cancel else "") + ". " + zero_reason(chain))
@@ -108,7 +109,7 @@ def build(d) -> Lesson:
 
     fused_chains, already = [], []
     for name in inputs:
-        chain = closed_form_chain(spec, ch, inliner, name, rewrites, {}, stepnum, idnum, defnum)
+        chain = closed_form_chain(spec, ch, fused, name, stepnum, idnum, defnum)
         if len(chain) == 1:
             already.append(f"`{spec.adjoint(name)}` ({stepnum[name]})")
             continue

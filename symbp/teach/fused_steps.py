@@ -1,10 +1,10 @@
 """The simplifier's work one rewrite at a time: identities, vanishing paths, chunked to fused.
 
-The engine's ``simplify.closed_form`` only keeps its result; a learner needs every ``=`` on
-the way and the reason it holds. The chains here re-run the engine's own steps
-(``algebra.normalize``, ``simplify.apply_identities``, the rewrites into saved tensors,
-``simplify.tidy``) in the same order and record what each one changed, so the last line of
-each chain is the engine's result.
+The engine's ``simplify.closed_form`` records every step it takes (``engine.trace``): the
+expression after each rewrite and the rule behind it. The chains here print those records
+with the reason each ``=`` holds, so the last line of each chain is the engine's result; they
+never simplify anything themselves. Only an identity is shown being derived here, one
+definition at a time.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import sympy as sp
 
 from symbp.engine.algebra import normalize
-from symbp.engine.simplify import apply_identities, rewrite, tidy
 from symbp.spec import Sum
 from symbp.teach.lesson import Step, ticked
 
@@ -80,18 +79,24 @@ def paths(spec, ch) -> list:
     return found
 
 
-def first_zero(spec, path, all_paths, rewrites, idmap) -> bool:
-    """The path is zero and the path one step shorter is not (so it is reported once)."""
+def zero_paths(spec, fused, all_paths, idmap) -> list:
+    """``(path, value)`` for each path that is zero where the path one step shorter is not
+    (so each is reported once), from the engine's closed forms of the path values; ``idmap``
+    collects the identities those closed forms found, in the order found."""
     values = {tuple(p): v for p, v in all_paths}
-    if _closed(spec, values[tuple(path)], rewrites, idmap) != 0:
-        return False
-    prefix = tuple(path[:-1])
-    return prefix not in values or _closed(spec, values[prefix], rewrites, idmap) != 0
 
+    def closed(key):
+        trace = fused.trace(spec, values[key])
+        for k, v in trace.found.items():
+            idmap.setdefault(k, v)
+        return trace
 
-def _closed(spec, expr, rewrites, idmap):
-    steps = simplify_steps(spec, expr, rewrites, idmap, {}, {})
-    return steps[-1].expr if steps else expr
+    out = []
+    for path, value in all_paths:
+        prefix = tuple(path[:-1])
+        if closed(tuple(path)).result == 0 and (prefix not in values or closed(prefix).result != 0):
+            out.append((path, value))
+    return out
 
 
 def zero_reason(chain) -> str:
@@ -104,17 +109,17 @@ def zero_reason(chain) -> str:
 # -- from chunked to fused ---------------------------------------------------------------------
 
 
-def closed_form_chain(spec, ch, inliner, name, rewrites, idmap, stepnum, idnum, defnum) -> list:
-    """From the chunked step of ``d<name>`` to its fused form; ``idmap`` collects the identities."""
+def closed_form_chain(spec, ch, fused, name, stepnum, idnum, defnum) -> list:
+    """From the chunked step of ``d<name>`` to its fused form, as the engine rewrote it."""
     start = ch.gradient(name)
     chain = [Step(start, f"the chunked step ({stepnum[name]})")]
-    full = inliner.full(start)
-    if full != start:
+    trace = fused.traces[name]
+    if trace.start != start:
         used = sorted({stepnum[n] for n in _chain_names(ch, name)} - {stepnum[name]})
-        chain.append(Step(full, "inline " + ", ".join(f"({k})" for k in used)
+        chain.append(Step(trace.start, "inline " + ", ".join(f"({k})" for k in used)
                           + f": each gradient replaced by its own step, down to "
                             f"`{spec.adjoint(spec.output_tensor.name)}`"))
-    chain += simplify_steps(spec, full, rewrites, idmap, idnum, defnum)
+    chain += trace_steps(spec, trace, idnum, defnum)
     return chain
 
 
@@ -129,43 +134,24 @@ def _chain_names(ch, name) -> set:
     return seen
 
 
-def simplify_steps(spec, expr, rewrites, idmap, idnum, defnum) -> list:
-    """``simplify.closed_form`` step by step: linearity, identities, saved tensors, tidy.
-
-    The engine holds some reductions as opaque symbols while it rewrites (``rewrites.thaw``);
-    each step is shown with them written out, and a step that only holds one shows nothing.
-    """
-    thaw = getattr(rewrites, "thaw", None) or {}
+def trace_steps(spec, trace, idnum, defnum) -> list:
+    """The engine's recorded rewrites (``simplify.closed_form``), each with the reason it holds:
+    linearity, an identity, writing it in the saved tensors, tidying."""
     steps = []
-
-    def add(new, reason):
-        shown = new.xreplace(thaw) if thaw else new
-        if shown != (steps[-1].expr if steps else expr.xreplace(thaw)):
-            steps.append(Step(shown, reason))
-
-    for _ in range(12):
-        prev = expr
-        norm = normalize(spec, expr)
-        if norm != expr:
-            add(norm, "linearity: constants come out of each sum")
-            expr = norm
-        before = dict(idmap)
-        ided = apply_identities(spec, expr, idmap)
-        if ided != expr:
-            used = [k for k in idmap if expr.has(k)] or [k for k in idmap if k not in before]
-            add(ided, "by the identit" + ("ies " if len(used) > 1 else "y ")
-                + ", ".join(_id_ref(k, idnum) for k in used))
-            expr = ided
-        fired = [s for s in rewrites if expr.has(s)]
-        rew = rewrite(expr, rewrites)
-        if rew != expr:
-            add(rew, _rewrite_reason(spec, fired, rewrites, defnum))
-            expr = rew
-        if expr == prev:
-            break
-    expr = expr.xreplace(thaw) if thaw else expr
-    add(tidy(spec, expr), "gather the common factor (or expand, whichever takes fewer operations)")
+    for r in trace.steps:
+        if r.rule == "identity":
+            reason = "by the identit" + ("ies " if len(r.uses) > 1 else "y ") + ", ".join(
+                _id_ref(k, idnum) for k in r.uses)
+        elif r.rule == "saved":
+            reason = _rewrite_reason(spec, r.uses, defnum)
+        else:
+            reason = REASONS[r.rule]
+        steps.append(Step(r.expr, reason))
     return steps
+
+
+REASONS = {"linearity": "linearity: constants come out of each sum",
+           "tidy": "gather the common factor (or expand, whichever takes fewer operations)"}
 
 
 def _id_ref(k, idnum) -> str:
@@ -174,22 +160,20 @@ def _id_ref(k, idnum) -> str:
     return f"`{k}`"
 
 
-def _rewrite_reason(spec, fired, rewrites, defnum) -> str:
+def _rewrite_reason(spec, fired, defnum) -> str:
     def cite(name):
         return f" ({defnum[name]})" if defnum and name in defnum else ""
 
     solved, substituted, recognised = [], [], []
-    for s in fired:
-        if rewrites[s] in getattr(rewrites, "thaw", {}):
-            continue  # a reduction held whole: the chain shows it written out
+    for s, value in fired:
         if not spec.is_tensor(s):  # a subexpression equal to a saved tensor
-            owner = next((n for n in spec.saved if rewrites[s].has(spec.tensors[n].symbol)), None)
-            recognised.append(f"`{s}` as `{rewrites[s]}`" + (cite(owner) if owner else ""))
+            owner = next((n for n in spec.saved if value.has(spec.tensors[n].symbol)), None)
+            recognised.append(f"`{s}` as `{value}`" + (cite(owner) if owner else ""))
             continue
         t = spec.tensor_of(s)
         owner = next((n for n in spec.saved if spec.tensors[n].expr is not None
                       and s in spec.tensors[n].expr.free_symbols), None)
-        if owner is not None and t.name not in spec.saved and rewrites[s] != t.expr:
+        if owner is not None and t.name not in spec.saved and value != t.expr:
             solved.append(f"`{t.name}` from `{owner}`{cite(owner)}")
         else:
             substituted.append(f"`{t.name}`{cite(t.name)}")
