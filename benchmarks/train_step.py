@@ -54,7 +54,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from symbp.makemore.data import TrainError
-from symbp.makemore.model import PARAM_NAMES, AutogradStep, init_params, make_step
+from symbp.makemore.model import PARAM_NAMES, init_params
+from symbp.makemore.steps import AutogradStep, make_step
 
 VOCAB, BLOCK = 27, 3
 

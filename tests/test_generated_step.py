@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from conftest import REPO, rel_err
 from symbp.makemore import model
 from symbp.makemore.generated_step import GeneratedStep, generated_step
-from symbp.makemore.model import PARAM_NAMES, AutogradStep, init_params
+from symbp.makemore.model import PARAM_NAMES, init_params
+from symbp.makemore.steps import AutogradStep, make_step
 
 
 def reference_loss(params, X, Y):
@@ -111,7 +112,7 @@ def test_compiled_steps_equal_the_reference(backward, monkeypatch):
     torch._dynamo.reset()
     monkeypatch.setattr(model, "COMPILE_BACKEND", "aot_eager")
     params = init_params(11, 3, n_embd=4, n_hidden=8, dtype=torch.float64)
-    assert_matches_reference(params, *batch(6, vocab=11), step=model.make_step(backward, compile=True))
+    assert_matches_reference(params, *batch(6, vocab=11), step=make_step(backward, compile=True))
 
 
 def test_no_hand_written_gradient_formulas():

@@ -14,17 +14,8 @@ from seeds_reference import seeds_forward
 from symbp.cli import main
 from symbp.makemore import train as train_mod
 from symbp.makemore.data import TrainError, build_vocab, load_words, split
-from symbp.makemore.model import (
-    BN_EPS,
-    PARAM_NAMES,
-    AutogradStep,
-    calibrate,
-    count_params,
-    init_params,
-    make_step,
-    sample,
-    split_loss,
-)
+from symbp.makemore.model import BN_EPS, PARAM_NAMES, calibrate, count_params, init_params, sample, split_loss
+from symbp.makemore.steps import AutogradStep, make_step
 from symbp.makemore.train import (
     CheckpointError,
     TrainConfig,

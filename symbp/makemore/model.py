@@ -124,50 +124,6 @@ def loss_of(params: dict, Xb, Yb):
     return F.cross_entropy(forward(params, Xb)[0], Yb)
 
 
-class AutogradStep:
-    """One training step's loss and gradients by torch autograd: the baseline for the generated step.
-
-    ``step(params, Xb, Yb) -> (loss, {name: grad})``. The parameters
-    themselves are left untouched and need no ``requires_grad``; the loss is a
-    detached 0-d tensor. With ``compile``, the forward (``loss_of``) goes
-    through ``torch.compile`` as a user would compile a model, and AOTAutograd
-    compiles its backward.
-    """
-
-    name = "autograd"
-
-    def __init__(self, compile: bool = False):
-        self.loss_of = torch.compile(loss_of, dynamic=False, backend=COMPILE_BACKEND) if compile else loss_of
-
-    def __call__(self, params: dict, Xb, Yb):
-        check_batch(Xb)
-        leaves = {k: p.detach().requires_grad_() for k, p in params.items()}
-        with torch.enable_grad():
-            loss = self.loss_of(leaves, Xb, Yb)
-            grads = torch.autograd.grad(loss, list(leaves.values()))
-        return loss.detach(), dict(zip(leaves, grads))
-
-
-def make_step(backward: str, compile: bool = False):
-    """The training step for ``--backward``: ``'autograd'`` or ``'generated'`` (symbp's own code).
-
-    ``compile`` puts it through ``torch.compile`` (``COMPILE_BACKEND``): the
-    forward for autograd, the whole step for the generated backward.
-    """
-    if backward == "autograd":
-        return AutogradStep(compile=compile)
-    if backward == "generated":
-        try:
-            from symbp.makemore.generated_step import GeneratedStep
-        except ModuleNotFoundError as e:
-            if e.name != "symbp.makemore.generated_step":
-                raise
-            raise TrainError("the generated backward is not available in this installation; "
-                             "use --backward autograd") from None
-        return GeneratedStep(compile=compile)
-    raise TrainError(f"unknown backward {backward!r}; choose {' or '.join(BACKWARDS)}")
-
-
 @torch.no_grad()
 def calibrate(params: dict, X, chunk: int = EVAL_CHUNK) -> dict:
     """BatchNorm's inference statistics: mean and Bessel variance of ``hprebn`` over all of ``X``.

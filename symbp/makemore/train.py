@@ -57,9 +57,9 @@ from symbp.makemore.model import (
     calibrate,
     count_params,
     init_params,
-    make_step,
     split_loss,
 )
+from symbp.makemore.steps import make_step
 
 __all__ = ["TrainConfig", "TrainError", "CheckpointError", "TrainingError", "TrainingInterrupted",
            "train", "load_checkpoint", "CHECKPOINT", "METRICS", "PLOT"]
