@@ -142,7 +142,8 @@ class Function(torch.autograd.Function):
     Works with ``torch.func.grad`` and ``vmap`` (``setup_context``), computes only the
     gradients autograd asks for (``needs_input_grad``), and refuses double backward
     (``once_differentiable``) rather than return numbers that ignore it. Autograd
-    keeps only the arguments; the backward recomputes the forward tensors it reads."""
+    keeps only the arguments and the output; the backward recomputes the forward tensors
+    it reads."""
 
     generate_vmap_rule = True
 

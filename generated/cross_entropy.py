@@ -62,8 +62,7 @@ def forward(logits, targets, chunked=True):
 def backward(_ctx, dloss, needs=None):
     """The fused closed form: one gradient per differentiable input, in input order.
 
-    ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
-    their place in the result is ``None``."""
+    Every gradient shares all of its work here, so ``needs`` changes nothing."""
     n = _ctx["n"]
     c = _ctx["c"]
     targets = _ctx["targets"]
@@ -137,7 +136,8 @@ class Function(torch.autograd.Function):
     Works with ``torch.func.grad`` and ``vmap`` (``setup_context``), computes only the
     gradients autograd asks for (``needs_input_grad``), and refuses double backward
     (``once_differentiable``) rather than return numbers that ignore it. Autograd
-    keeps only the arguments; the backward recomputes the forward tensors it reads."""
+    keeps only the arguments and the output; the backward recomputes the forward tensors
+    it reads."""
 
     generate_vmap_rule = True
 

@@ -41,8 +41,7 @@ def forward(x, chunked=True):
 def backward(_ctx, dy, needs=None):
     """The fused closed form: one gradient per differentiable input, in input order.
 
-    ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
-    their place in the result is ``None``."""
+    Every gradient shares all of its work here, so ``needs`` changes nothing."""
     x = _ctx["x"]
     sig = _ctx["sig"]
     dx = dy*sig*(x - sig*x + 1)  # (n, d) (6) fused: dy -> dx
@@ -89,7 +88,8 @@ class Function(torch.autograd.Function):
     Works with ``torch.func.grad`` and ``vmap`` (``setup_context``), computes only the
     gradients autograd asks for (``needs_input_grad``), and refuses double backward
     (``once_differentiable``) rather than return numbers that ignore it. Autograd
-    keeps only the arguments; the backward recomputes the forward tensors it reads."""
+    keeps only the arguments and the output; the backward recomputes the forward tensors
+    it reads."""
 
     generate_vmap_rule = True
 

@@ -46,7 +46,9 @@ def spec_files(layer_ref: str):
     file or built-in this can see (then nothing is cached and the command reports the problem)."""
     if layer_ref.endswith(".py") or "/" in layer_ref or "\\" in layer_ref:
         path = Path(layer_ref)
-        return sorted(path.resolve().parent.glob("*.py")) if path.is_file() else None
+        if not path.is_file():
+            return None
+        return sorted(p for p in path.resolve().parent.glob("*.py") if p.is_file())  # no dangling links
     return [] if (PACKAGE_ROOT / "layers" / f"{layer_ref}.py").is_file() else None
 
 
@@ -58,9 +60,24 @@ def key(kind: str, layer_ref: str, inputs) -> str | None:
     h = hashlib.sha256()
     h.update(json.dumps([kind, layer_ref, _symbp_fingerprint(), _sympy_version(), sys.version_info[:2],
                          inputs], sort_keys=True, default=str).encode())
-    for path in files:
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    try:
+        for path in files:
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
+    except OSError:
+        return None  # a file that cannot be read now: no caching, the command itself reports
     return h.hexdigest()
+
+
+def produce(kind: str, layer_ref: str, inputs, make):
+    """The cached value for this key, else ``make()``, stored only if nothing it depends on
+    changed while it was made (a spec edited mid-derivation is not stored under the old key)."""
+    before = key(kind, layer_ref, inputs)
+    value = load(kind, before)
+    if value is None:
+        value = make()
+        if before is not None and key(kind, layer_ref, inputs) == before:
+            store(kind, before, value)
+    return value
 
 
 def _folder():

@@ -249,3 +249,18 @@ def test_a_one_hot_summed_over_part_of_its_index_axes_is_a_dense_contraction():
     for got in (fused, {"a": chunked["da"], "w": chunked["dw"]}):
         assert_close(got["a"], want[0], 1e-12)
         assert_close(got["w"], want[1], 1e-12)
+
+
+@pytest.mark.parametrize("sizes", [(4, 4, 4), (5, 3, 2)])
+def test_a_temporary_with_axes_is_never_pulled_out_of_a_matmul_as_a_scalar(sizes):
+    """``exp(m*z)`` becomes a CSE temporary; it multiplies inside the contraction, not outside
+    (square sizes made the wrong form run and return wrong numbers)."""
+    n, i, o = sizes
+    x, z, m = (torch.randn(n, i, dtype=f64) for _ in range(3))
+    W, V = torch.randn(i, o, dtype=f64), torch.randn(i, o, dtype=f64)
+    dy = torch.randn(n, o, dtype=f64)
+    want, _ = reference(lambda W, V: (torch.exp(m * z) * x) @ W + (m * z) @ V, [W, V], [0, 1], dy)
+    fused, chunked = gradients("temp_in_matmul.py", [x, z, m, W, V], dy)
+    for got in (fused, {"W": chunked["dW"], "V": chunked["dV"]}):
+        assert_close(got["W"], want[0], 1e-12)
+        assert_close(got["V"], want[1], 1e-12)

@@ -127,17 +127,21 @@ FORMATS = {"text": "text", "latex": "latex", "markdown": "markdown", "svg": "svg
 def cmd_derive(args, extra) -> int:
     if args.format not in FORMATS:
         raise UsageError(f"unknown format {args.format!r}; choose {', '.join(FORMATS)}")
+    from pathlib import Path
+
     from symbp import cache
 
+    if args.output and Path(args.output).suffix == ".py":
+        raise UsageError(f"{args.output}: a derivation is not Python; choose another -o file "
+                         f"(a .txt, .tex, .md or .svg)")
     options = _layer_options(extra)
-    key = cache.key("derive", args.layer, [args.format, sorted(options.items())])
-    content = cache.load("derive", key)
-    if content is None:
+
+    def make():
         from symbp.engine.derivation import derive
 
-        content = getattr(derive(args.layer, **options), FORMATS[args.format])()
-        cache.store("derive", key, content)
-    _emit(content, args.output)
+        return getattr(derive(args.layer, **options), FORMATS[args.format])()
+
+    _emit(cache.produce("derive", args.layer, [args.format, sorted(options.items())], make), args.output)
     return 0
 
 
@@ -170,11 +174,6 @@ def cmd_generate(args, extra) -> int:
 
     if not Path(outdir).is_dir():
         raise UsageError(f"output folder {str(outdir)!r} does not exist")
-    specs = {Path(ref).resolve() for ref in args.layers if ref not in builtin}
-    clash = sorted(name for name in files if (Path(outdir) / name).resolve() in specs)
-    if clash:
-        raise UsageError(f"writing {clash[0]} into {str(outdir)!r} would replace the spec file itself; "
-                         f"choose another -o folder")
     written = render.write(files, outdir)
     print(f"wrote {len(written)} of {len(files)} files to {outdir}" + (
         "" if written else " (all up to date)"))

@@ -3,8 +3,10 @@ broadcast product first.
 
 Two operands that line up as matrices become ``@`` (with ``.mT`` and batch
 dims where needed, or one reshape when several summed axes lead both);
-anything else is one ``einsum``. One-hot class data never becomes a dense
-matmul: a gather, an index, or an ``index_add_``. ``TorchCode`` mixes this in.
+anything else is one ``einsum``. One-hot class data is looked up where a
+lookup fits (a gather, ``C[X]``, ``W[:, X]``, an ``index_add_``), and is a
+scattered one-hot in an ordinary contraction otherwise. ``TorchCode`` mixes
+this in.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class Contractions:
             body = body.body
         coeff, factors = sp.S.One, []
         for f in sp.Mul.make_args(body):
-            if not self.spec.axes_of(f) and f not in self.env:
+            if not self.spec.axes_of(f) and not (f.free_symbols & set(self.env)):  # temporaries have axes
                 coeff *= f
             else:
                 factors.append(f)
@@ -131,6 +133,8 @@ class Contractions:
 
     def _onehot_contraction(self, y, other, axes, coeff):
         do = self.dims(other)
+        if 1 in do:
+            return None  # a kept size-one dim: the dense contraction below lines it up
         c = y.class_axis
         name = y.name
         if axes == [c] and do == y.dims:  # pick each row's class: gather

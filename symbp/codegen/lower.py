@@ -9,13 +9,14 @@ spec's own nodes, dispatched by ``_print_<Class>`` as SymPy's printers do:
 * ``Sum(k, e)`` prints as ``e.sum(dim, keepdim=True)``; when the operands of
   ``e`` cannot broadcast (``x[n,i] * W[i,o]``) the sum is a contraction and
   prints as a matmul (``x @ W``, ``x.T @ dy``), or ``einsum`` otherwise;
-* one-hot class data never becomes a dense matmul: ``Sum(c, Y*T)`` is
-  ``T.gather``, ``Sum(v, Y*C)`` is ``C[X]`` and a sum over all index dims of
-  ``Y*T`` is ``index_add_``; a lone one-hot is a scatter of ones into zeros (n, c);
-* ``Max`` is ``amax``; its adjoint mask is a ``scatter`` of the argmax.
+* one-hot class data is looked up where a lookup fits: ``Sum(c, Y*T)`` is
+  ``T.gather``, ``Sum(v, Y*C)`` is ``C[X]``, ``Sum(c, Y*W)`` with ``W`` (d, c)
+  is ``W[:, Y]`` and a sum over all index dims of ``Y*T`` is ``index_add_``;
+  otherwise (and a lone one-hot) it is a scatter of ones into zeros;
+* ``Max`` is ``amax``; its adjoint mask splits ties evenly (``_max_mask``).
 
 ``sympy.cse`` names repeated subexpressions; contractions are pulled out
-first so a temporary never broadcasts operands that only a matmul can join.
+first, so that a temporary rarely holds a product that only a matmul can join.
 Anything the printer cannot lower raises ``LoweringError`` naming it.
 """
 
@@ -461,7 +462,7 @@ def _fold_shared_scales(temps, reduced, printer):
             rest = [f for f in sp.Mul.make_args(e) if not (isinstance(f, Sum) and f.has(sym))]
             scale = sp.Mul(*rest)
             if len(sums) != 1 or scale.has(sym) or printer.dims(scale) != () or scale == 1 \
-                    or printer._contraction(sums[0]) is None:
+                    or printer._contraction(sums[0]) is None or not _a_plain_factor(sym, sums[0]):
                 scales.add(None)
                 break
             scales.add(scale)
@@ -477,6 +478,15 @@ def _fold_shared_scales(temps, reduced, printer):
             reduced[j] = reduced[j] / scale
         printer._memo.clear()  # dims and contractions were memoised on the old expressions
     return _inline_single_uses(temps, reduced)
+
+
+def _a_plain_factor(sym, contraction) -> bool:
+    """``sym`` multiplies the summed body once and nowhere else, so scaling it scales the sum."""
+    body = contraction
+    while isinstance(body, Sum):
+        body = body.body
+    factors = sp.Mul.make_args(body)
+    return factors.count(sym) == 1 and not any(f.has(sym) for f in factors if f != sym)
 
 
 def _inline_single_uses(temps, reduced):

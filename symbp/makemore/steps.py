@@ -50,7 +50,7 @@ def make_step(backward: str, compile: bool = False):
         try:
             from symbp.makemore.generated_step import GeneratedStep
         except ModuleNotFoundError as e:
-            if e.name != "symbp.makemore.generated_step":
+            if not (e.name or "").startswith(("generated", "symbp.makemore.generated_step")):
                 raise
             raise TrainError("the generated backward is not available in this installation; "
                              "use --backward autograd") from None
