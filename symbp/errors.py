@@ -16,3 +16,7 @@ class SymbpError(Exception):
 
 class UsageError(SymbpError):
     """A command line that cannot be run as given."""
+
+
+class SpecError(SymbpError, ValueError):
+    """A spec that cannot be derived; the message names the offending binding."""

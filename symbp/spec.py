@@ -27,8 +27,8 @@ Building blocks:
   (targets, masks, weights): no gradient is derived, computed or returned.
 * ``classes(name, index_dims, axis)``: integer data (class targets,
   embedding indices). In formulas the symbol is its one-hot encoding along
-  ``axis``; it is never differentiated and contracting with it lowers to
-  indexing, never to a dense matmul.
+  ``axis``; it is never differentiated, and contracting with it lowers to
+  indexing wherever a lookup fits.
 * ``option(name, default)``: a positive runtime scalar such as ``eps``.
 * ``let(name, expr)``: an intermediate. Its dims are inferred (the operand
   with the same axes, or the reduced operand with the axis kept as size one);
@@ -36,7 +36,8 @@ Building blocks:
   ``nonnegative=True`` / ``positive=True`` state facts SymPy cannot infer.
 * ``output(name, expr)``: the last binding; its gradient is the input.
 * ``save(...)``: tensors the fused backward is written in terms of.
-* ``Sum(axis, expr)`` and ``Max(axis, expr)``: reductions along one axis.
+* ``Sum(axis, expr)`` and ``Max(axis, expr)`` (``symbp.reductions``, importable
+  from here): reductions along one axis.
   A mean is ``Sum(n, e) / n``; a contraction is ``Sum(k, a * b)`` where ``a``
   and ``b`` share the axis ``k``.
 
@@ -53,14 +54,14 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from symbp.errors import SymbpError
+from symbp.errors import SpecError
 from symbp.functions import SUPPORTED, SUPPORTED_NAMES, canonical
+from symbp.reductions import ArgmaxMask, Max, Reduction, Sum
+
+#: what a layer file imports from here (the reductions and the error live in their own modules)
+__all__ = ["ArgmaxMask", "Max", "Reduction", "Spec", "SpecError", "Sum", "axis_divisors"]
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class SpecError(SymbpError, ValueError):
-    """A spec that cannot be derived; the message names the offending binding."""
 
 
 #: names the generated module itself uses; a tensor, option or axis may not take them
@@ -101,77 +102,6 @@ class Name(sp.Symbol):
         if len(self.name) == 1:
             return self.name
         return r"\mathrm{%s}" % self.name.replace("_", r"\_")
-
-
-class Reduction(sp.Function):
-    """An opaque reduction ``R(axis, expr)``: SymPy never looks inside."""
-
-    nargs = 2
-
-    @property
-    def axis(self) -> sp.Symbol:
-        return self.args[0]
-
-    @property
-    def body(self) -> sp.Expr:
-        return self.args[1]
-
-    def _eval_is_real(self):
-        return self.body.is_real
-
-    def _eval_derivative(self, s):  # the engine replaces reductions before diff
-        raise SpecError(f"internal: differentiate {self} through the engine, not sympy.diff")
-
-
-class Sum(Reduction):
-    """``Sum(axis, e)``: e summed along ``axis`` (the size-one dim is kept)."""
-
-    @classmethod
-    def eval(cls, axis, body):
-        if body == 0:  # structural: asking SymPy's assumptions here costs most of a derivation
-            return sp.S.Zero
-        return None
-
-    def _eval_is_nonnegative(self):
-        return self.body.is_nonnegative
-
-    def _eval_is_positive(self):
-        return self.body.is_positive
-
-    def _latex(self, printer, exp=None):
-        body = printer._print(self.body)
-        if isinstance(self.body, sp.Add):
-            body = r"\left(" + body + r"\right)"
-        tex = r"\sum_{%s} %s" % (printer._print(self.axis), body)
-        return tex if exp is None else r"\left(%s\right)^{%s}" % (tex, exp)
-
-    def _sympystr(self, printer):
-        return "Σ_%s(%s)" % (printer._print(self.axis), printer._print(self.body))
-
-
-class Max(Reduction):
-    """``Max(axis, e)``: the maximum along ``axis``; its adjoint goes to the argmax."""
-
-    def _latex(self, printer, exp=None):
-        tex = r"\max_{%s} %s" % (printer._print(self.axis), printer._print(self.body))
-        return tex if exp is None else r"\left(%s\right)^{%s}" % (tex, exp)
-
-    def _sympystr(self, printer):
-        return "max_%s(%s)" % (printer._print(self.axis), printer._print(self.body))
-
-
-class ArgmaxMask(Reduction):
-    """1 where ``e`` is its maximum along ``axis``, else 0: the local derivative of Max."""
-
-    def _eval_is_nonnegative(self):
-        return True
-
-    def _latex(self, printer):
-        return r"\mathbb{1}\left[%s = \max_{%s} %s\right]" % (
-            printer._print(self.body), printer._print(self.axis), printer._print(self.body))
-
-    def _sympystr(self, printer):
-        return "argmax_mask_%s(%s)" % (printer._print(self.axis), printer._print(self.body))
 
 
 @dataclass

@@ -66,7 +66,7 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
     The template turns these into source; which tensors a backward reads is
     taken from the free symbols of its expressions, never from its text.
     """
-    from symbp.codegen.lower import (
+    from symbp.codegen.statements import (
         lower_statements,  # imports torch (through TorchPrinter): only when rendering
     )
 
