@@ -92,24 +92,31 @@ def forward(params: dict, X, stats=None):
     The one definition of the network, used by both training steps, the
     evaluation and sampling. BatchNorm uses the batch's mean and Bessel
     variance, or with ``stats`` (``{'bnmean', 'bnvar'}``, from ``calibrate``)
-    fixed inference statistics. Each line is one fused torch call
-    (``addmm``, ``var_mean``, ``addcmul``), because at batch 32 a step costs
-    about as much per torch call as per FLOP. Without autograd (the generated
-    step, evaluation) BatchNorm and tanh work in place.
+    fixed inference statistics. At batch 32 a step costs about as much per
+    torch call as per FLOP, so the lines are fused calls (``addmm``,
+    ``addcmul``). The variance is two passes (the mean, then the squared
+    deviations from it), as accurate as ``torch.var_mean`` and several times
+    faster on the CPU, where ``var_mean`` over dim 0 is a slow strided Welford
+    loop. Without autograd (the generated step, evaluation) BatchNorm and
+    tanh work in place.
     """
     embcat = params["C"][X].flatten(1)  # (n, block*n_embd)
     hprebn = torch.addmm(params["b1"], embcat, params["W1"])  # (n, n_hidden)
+    in_place = not torch.is_grad_enabled()  # autograd needs every intermediate as it was
+    bnmean = hprebn.mean(0, keepdim=True) if stats is None else stats["bnmean"]  # (1, n_hidden)
+    bndiff = hprebn.sub_(bnmean) if in_place else hprebn - bnmean  # (n, n_hidden)
     if stats is None:
-        bnvar, bnmean = torch.var_mean(hprebn, 0, correction=1, keepdim=True)
+        bnvar = bndiff.square().sum(0, keepdim=True)  # (1, n_hidden) times n-1 so far
+        bnvar_inv = (bnvar.mul_(1 / (hprebn.shape[0] - 1)).add_(BN_EPS).rsqrt_() if in_place
+                     else torch.rsqrt(bnvar / (hprebn.shape[0] - 1) + BN_EPS))  # (1, n_hidden)
     else:
-        bnmean, bnvar = stats["bnmean"], stats["bnvar"]
-    bnvar_inv = torch.rsqrt(bnvar + BN_EPS)  # (1, n_hidden)
-    if torch.is_grad_enabled():  # autograd needs every intermediate as it was
-        bnraw = (hprebn - bnmean) * bnvar_inv  # (n, n_hidden)
-        h = torch.tanh(torch.addcmul(params["bnbias"], params["bngain"], bnraw))  # (n, n_hidden)
-    else:  # nothing reads hprebn or hpreact again: overwrite them (half the memory, no allocations)
-        bnraw = hprebn.sub_(bnmean).mul_(bnvar_inv)
+        bnvar_inv = torch.rsqrt(stats["bnvar"] + BN_EPS)
+    if in_place:  # nothing reads hprebn or hpreact again: overwrite them (half the memory, no allocations)
+        bnraw = bndiff.mul_(bnvar_inv)
         h = torch.addcmul(params["bnbias"], params["bngain"], bnraw).tanh_()
+    else:
+        bnraw = bndiff * bnvar_inv  # (n, n_hidden)
+        h = torch.tanh(torch.addcmul(params["bnbias"], params["bngain"], bnraw))  # (n, n_hidden)
     logits = torch.addmm(params["b2"], h, params["W2"])  # (n, vocab)
     return logits, Activations(embcat, bnvar_inv, bnraw, h)
 
