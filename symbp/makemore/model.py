@@ -136,19 +136,20 @@ def calibrate(params: dict, X, chunk: int = EVAL_CHUNK) -> dict:
     """BatchNorm's inference statistics: mean and Bessel variance of ``hprebn`` over all of ``X``.
 
     Two passes over chunks (the mean first, then the squared deviations from
-    it), accumulated in float64, so memory stays bounded and the variance does
-    not suffer the cancellation of a one-pass sum of squares.
+    it), so memory stays bounded and the variance does not suffer the
+    cancellation of a one-pass sum of squares. The sums accumulate in float64
+    (``sum(dtype=torch.float64)``) without a float64 copy of any chunk: the
+    deviations themselves are small and exact enough in the model's dtype.
     """
     n = X.shape[0]
     if n < 2:
         raise TrainError("calibrating BatchNorm needs at least 2 training examples")
-    total = sum(preactivation(params, X[i:i + chunk]).double().sum(0, keepdim=True)
-                for i in range(0, n, chunk))
-    mean = total / n
-    sq = sum(((preactivation(params, X[i:i + chunk]).double() - mean) ** 2).sum(0, keepdim=True)
-             for i in range(0, n, chunk))
-    dtype = params["W1"].dtype
-    return {"bnmean": mean.to(dtype), "bnvar": (sq / (n - 1)).to(dtype)}
+    chunks = [X[i:i + chunk] for i in range(0, n, chunk)]
+    total = sum(preactivation(params, x).sum(0, keepdim=True, dtype=torch.float64) for x in chunks)
+    mean = (total / n).to(params["W1"].dtype)
+    sq = sum(preactivation(params, x).sub_(mean).square_().sum(0, keepdim=True, dtype=torch.float64)
+             for x in chunks)
+    return {"bnmean": mean, "bnvar": (sq / (n - 1)).to(mean.dtype)}
 
 
 @torch.no_grad()
