@@ -23,6 +23,12 @@ reported is the median over rounds. Interleaving exposes all variants to the
 same machine state (frequency, other load), which a variant-after-variant run
 does not. torch's thread count is left at its default unless ``--threads``.
 
+One more line, ``floor``, is not a step: it is the work every backward has
+to do whatever its code, timed the same way (the forward and loss without
+autograd, the softmax, and the four matmuls of the two linear layers'
+gradients). Its ratio is the best any backward could reach here: where a
+target ratio is below it, only a faster forward or matmul gets there.
+
 Peak memory is measured in a fresh process per variant and batch size,
 because torch's CPU allocator has no peak counter and ``tracemalloc`` does
 not see torch's allocations. The child builds the parameters and batch, runs
@@ -53,11 +59,22 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from symbp.makemore import model
 from symbp.makemore.data import TrainError
 from symbp.makemore.model import PARAM_NAMES, init_params
 from symbp.makemore.steps import AutogradStep, make_step
 
 VOCAB, BLOCK = 27, 3
+FLOOR = "floor"
+
+
+def floor(params: dict, Xb, Yb):
+    """The work any backward does: forward, loss, softmax and the linear layers' four matmuls."""
+    with torch.inference_mode():
+        logits, (embcat, _, bnraw, h) = model.forward(params, Xb)
+        loss = torch.nn.functional.cross_entropy(logits, Yb)
+        dlogits = torch.softmax(logits, 1)
+        return loss, (dlogits @ params["W2"].T, h.T @ dlogits, bnraw @ params["W1"].T, embcat.T @ bnraw)
 
 
 def variants(compiled: bool = True) -> dict:
@@ -204,7 +221,7 @@ def main() -> None:
     ops = op_counts(steps, args.batches[0])
     print("aten operators per eager step: " + ", ".join(f"{k} {v}" for k, v in ops.items()))
     for batch in args.batches:
-        med = time_steps(steps, batch, args.rounds, args.seconds)
+        med = time_steps({**steps, FLOOR: floor}, batch, args.rounds, args.seconds)
         mem = {} if args.no_memory else {name: step_memory_mib(name, batch, threads_args) for name in steps}
         print(f"\nbatch {batch}: median of {args.rounds} interleaved rounds"
               + ("" if args.no_memory else "; peak MiB = rise of resident memory while stepping"))
@@ -213,7 +230,7 @@ def main() -> None:
         for name, t in med.items():
             line = (f"  {name:18s} {t * 1e6:9.1f} {t / med['autograd']:10.2f}x"
                     f" {t / med[baseline(name)]:20.2f}x")
-            if mem:
+            if mem and name != FLOOR:
                 line += f" {mem[name]:9.1f}" if mem[name] is not None else f" {'n/a':>9s}"
             print(line)
 

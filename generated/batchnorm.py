@@ -77,7 +77,10 @@ def backward(_ctx, dhpreact, needs=None):
         dbnbias = dhpreact.sum(0, keepdim=True)  # (1, d) (22) fused: dhpreact -> dbnbias
     if needs[0]:
         # (n, d) (20) fused: dhpreact -> dhprebn
-        dhprebn = (bngain*bnvar_inv/n)*(n*dhpreact - ((n/(n - 1))*dbngain)*bnraw - dbnbias)
+        dhprebn = (
+            (bngain*bnvar_inv)*torch.sub(torch.addcmul(dhpreact, bnraw, dbngain, value=-1/(n - 1)), dbnbias,
+            alpha=1/n)
+        )
     return dhprebn, dbngain if needs[1] else None, dbnbias if needs[2] else None
 
 
@@ -94,10 +97,10 @@ def backward_chunked(_ctx, dhpreact):
     dbnvar = -1/2*bnvar_inv**3*dbnvar_inv  # (1, d) (10) through bnvar_inv = 1/sqrt(bnvar + eps)
     dbndiff2 = ((1/(n - 1))*dbnvar).expand(n, d)  # (n, d) (11) through bnvar = Σ_n(bndiff2)/(n - 1)
     # (n, d) (12) through bndiff2 = bndiff**2, bnraw = bndiff*bnvar_inv
-    dbndiff = 2*bndiff*dbndiff2 + bnvar_inv*dbnraw
+    dbndiff = torch.addcmul(bnvar_inv*dbnraw, bndiff, dbndiff2, value=2)
     dbnmeani = -dbndiff.sum(0, keepdim=True)  # (1, d) (13) through bndiff = hprebn - bnmeani
     # (n, d) (14) through bndiff = hprebn - bnmeani, bnmeani = Σ_n(hprebn)/n
-    dhprebn = dbndiff + (1/n)*dbnmeani
+    dhprebn = torch.add(dbndiff, dbnmeani, alpha=1/n)
     dbngain = (bnraw*dhpreact).sum(0, keepdim=True)  # (1, d) (15) through hpreact = bnbias + bngain*bnraw
     dbnbias = dhpreact.sum(0, keepdim=True)  # (1, d) (16) through hpreact = bnbias + bngain*bnraw
     return {

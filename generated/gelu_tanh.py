@@ -25,7 +25,7 @@ def forward(x, chunked=True):
     n = x.shape[0]
     d = x.shape[1]
     # (n, d) inner = sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi)
-    inner = 0.7978845608028654*((8943/200000)*x**3 + x)
+    inner = 0.7978845608028654*torch.add(x, x**3, alpha=8943/200000)
     th = torch.tanh(inner)  # (n, d) th = tanh(inner)
     y = (1/2)*x*(th + 1)  # (n, d) y = x*(th + 1)/2
     if not chunked:
@@ -59,7 +59,7 @@ def backward_chunked(_ctx, dy):
     dth = (1/2)*dy*x  # (n, d) (4) through y = x*(th + 1)/2
     dinner = dth*(1 - th**2)  # (n, d) (5) through th = tanh(inner)
     # (n, d) (6) through inner = sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi), y = x*(th + 1)/2
-    dx = 0.7978845608028654*(dinner*((26829/200000)*x**2 + 1)) + dy*((1/2)*th + 1/2)
+    dx = torch.addcmul(dy*((1/2)*th + 1/2), (26829/200000)*x**2 + 1, dinner, value=0.7978845608028654)
     return {
         "dth": dth,
         "dinner": dinner,

@@ -70,7 +70,10 @@ def backward(_ctx, dy, needs=None):
     if needs[0]:
         dxhat = gain*dy  # (n, d) fused: as dxhat in the chunked pass
         # (n, d) (18) fused: dy -> dx
-        dx = (rstd/d)*((d*gain)*dy - (xhat*dxhat).sum(1, keepdim=True)*xhat - dxhat.sum(1, keepdim=True))
+        dx = (
+            rstd*torch.addcmul(gain*dy - dxhat.mean(1, keepdim=True), xhat, (xhat*dxhat).sum(1, keepdim=True),
+            value=-1/d)
+        )
     if needs[1]:
         dgain = (dy*xhat).sum(0)  # (d,) (19) fused: dy -> dgain
     if needs[2]:
@@ -88,9 +91,10 @@ def backward_chunked(_ctx, dy):
     dxhat = gain*dy  # (n, d) (7) through y = bias + gain*xhat
     drstd = (dxhat*xc).sum(1, keepdim=True)  # (n, 1) (8) through xhat = rstd*xc
     dvar = -1/2*drstd*rstd**3  # (n, 1) (9) through rstd = 1/sqrt(eps + var)
-    dxc = ((2/d)*dvar)*xc + rstd*dxhat  # (n, d) (10) through var = Σ_d(xc**2)/d, xhat = rstd*xc
+    # (n, d) (10) through var = Σ_d(xc**2)/d, xhat = rstd*xc
+    dxc = torch.addcmul(rstd*dxhat, dvar, xc, value=2/d)
     dmean = -dxc.sum(1, keepdim=True)  # (n, 1) (11) through xc = x - mean
-    dx = (1/d)*dmean + dxc  # (n, d) (12) through mean = Σ_d(x)/d, xc = x - mean
+    dx = torch.add(dxc, dmean, alpha=1/d)  # (n, d) (12) through mean = Σ_d(x)/d, xc = x - mean
     dgain = (dy*xhat).sum(0)  # (d,) (13) through y = bias + gain*xhat
     dbias = dy.sum(0)  # (d,) (14) through y = bias + gain*xhat
     return {

@@ -62,7 +62,8 @@ def backward(_ctx, dy, needs=None):
     dgain = None
     t0 = dy*xhat  # (n, d)
     if needs[0]:
-        dx = (rrms/d)*((d*gain)*dy - (gain*t0).sum(1, keepdim=True)*xhat)  # (n, d) (11) fused: dy -> dx
+        # (n, d) (11) fused: dy -> dx
+        dx = rrms*torch.addcmul(gain*dy, xhat, (gain*t0).sum(1, keepdim=True), value=-1/d)
     if needs[1]:
         dgain = t0.sum(0)  # (d,) (12) fused: dy -> dgain
     return dx, dgain
@@ -78,7 +79,7 @@ def backward_chunked(_ctx, dy):
     dxhat = gain*dy  # (n, d) (5) through y = gain*xhat
     drrms = (dxhat*x).sum(1, keepdim=True)  # (n, 1) (6) through xhat = rrms*x
     dms = -1/2*drrms*rrms**3  # (n, 1) (7) through rrms = 1/sqrt(eps + ms)
-    dx = ((2/d)*dms)*x + rrms*dxhat  # (n, d) (8) through ms = Σ_d(x**2)/d, xhat = rrms*x
+    dx = torch.addcmul(rrms*dxhat, dms, x, value=2/d)  # (n, d) (8) through ms = Σ_d(x**2)/d, xhat = rrms*x
     dgain = (dy*xhat).sum(0)  # (d,) (9) through y = gain*xhat
     return {
         "dxhat": dxhat,

@@ -7,6 +7,8 @@ that a division would hit, saturated sigmoids, ties in a maximum, float64
 runs that must stay float64.
 """
 
+import re
+
 import pytest
 import sympy as sp
 import torch
@@ -14,6 +16,7 @@ import torch.nn.functional as F
 
 from conftest import REPO, rel_err
 from symbp import derive
+from symbp.codegen.render import Variant, render_variant
 from symbp.verify.check import load_generated
 
 SPECS = REPO / "tests" / "specs"
@@ -264,3 +267,26 @@ def test_a_temporary_with_axes_is_never_pulled_out_of_a_matmul_as_a_scalar(sizes
     for got in (fused, {"W": chunked["dW"], "V": chunked["dV"]}):
         assert_close(got["W"], want[0], 1e-12)
         assert_close(got["V"], want[1], 1e-12)
+
+
+def test_scaled_terms_folded_into_add_and_addcmul_match_autograd():
+    """Coefficients of sizes ride on ``alpha=``/``value=``; an option's never does (it may be a tensor)."""
+    n, d = 6, 4
+    x, w = torch.randn(n, d, dtype=f64), torch.randn(1, d, dtype=f64)
+    x[0] = x[1]  # tied rows
+    dy = torch.randn(n, d, dtype=f64)
+    path = str(SPECS / "scaled_sums.py")
+    source = render_variant(Variant("scaled_sums", path, {}), path)["scaled_sums.py"]
+    assert "torch.add(" in source and "alpha=1/n" in source, source  # the path under test is taken
+    assert not re.search(r"\b(alpha|value)=[^,)\n]*\bgamma\b", source), "an option is never alpha="
+    for gamma, xin in ((0.75, x), (2.0, torch.randn(d, n, dtype=f64).T)):  # the second non-contiguous
+
+        def forward(x, w, gamma=gamma):
+            dev = x - x.mean(0, keepdim=True)
+            return dev**2 * w / (n - 1) + gamma * x * x * w / d + 3 * x * w / (n * d)
+
+        want, _ = reference(forward, [xin, w], [0, 1], dy)
+        fused, chunked = gradients("scaled_sums.py", [xin, w], dy, {"gamma": gamma})
+        for got in (fused, {"x": chunked["dx"], "w": chunked["dw"]}):
+            assert_close(got["x"], want[0], 1e-12)
+            assert_close(got["w"], want[1], 1e-12)

@@ -162,6 +162,12 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         if not tensors or top == 0 or (not small and not scalar):
             return super()._print_Mul(e)
         big = sp.Mul(*[f for f in tensors if ranks[f] == top])
+        spread = self._spread(coeff * sp.Mul(*scalar), big)
+        if spread is not None:  # ``(g/n)*(n*dy - b)`` is ``g*(dy - b/n)``: the 1/n costs no big op
+            code = self._print(spread)
+            if not _is_call(code):
+                code = self.parenthesize(spread, PRECEDENCE["Mul"])
+            return f"{self._print_small(sp.Mul(*small))}*{code}" if small else code
         sign, coeff = ("-", -coeff) if coeff < 0 else ("", coeff)
         parts = []
         scale = coeff * sp.Mul(*scalar)
@@ -174,17 +180,91 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
             code = self._print(num)
             parts.append(code if num.is_Symbol or num.is_Number else f"({code})")
         if small:
-            inner = sp.Mul(*small)
-            code = super()._print_Mul(inner) if isinstance(inner, sp.Mul) else self._print(inner)
-            if not inner.is_Symbol and (parts or precedence(inner) < PRECEDENCE["Mul"]):
-                code = f"({code})"  # a sum, or anything that a product would split
-            parts.append(code)
+            parts.append(self._print_small(sp.Mul(*small), bool(parts)))
         left = "*".join(parts) or "1"
         if den != 1:
             left += "/" + self.parenthesize(den, PRECEDENCE["Mul"])
         if len(parts) > 1 or den != 1:
             left = f"({left})"
         return f"{sign}{left}*{self.parenthesize(big, PRECEDENCE['Mul'])}"
+
+    def _print_small(self, inner, after_scale: bool = True) -> str:
+        """The smaller tensors of a product, parenthesised as one factor where needed."""
+        code = super()._print_Mul(inner) if isinstance(inner, sp.Mul) else self._print(inner)
+        if not inner.is_Symbol and (after_scale or precedence(inner) < PRECEDENCE["Mul"]):
+            code = f"({code})"  # a sum, or anything that a product would split
+        return code
+
+    # -- scaled sums: coefficients ride on add/addcmul ---------------------
+    def _split_term(self, term):
+        """``(coefficient, tensor factors)`` of one term of a sum. A factor with no dims may be a
+        Python number at run time (a scalar temporary, ``dy`` passed as 1.0): it is coefficient."""
+        factors = sp.Mul.make_args(term)
+        return (sp.Mul(*[f for f in factors if not self.dims(f)]), [f for f in factors if self.dims(f)])
+
+    def _foldable(self, c) -> bool:
+        """A coefficient ``alpha=``/``value=`` can take: numbers and axis sizes only (an option
+        or a 0-d tensor there would be a tensor argument, which those refuse or sync on)."""
+        return c not in (1, -1) and c.free_symbols <= set(self.spec.axis_list)
+
+    def _spread(self, scale, big):
+        """``scale*big`` as one sum when ``big`` is a sum and spreading the scale leaves some
+        term unscaled (that term is then the base the others add onto); else None."""
+        if scale == 1 or not isinstance(big, sp.Add) or not self._foldable(scale):
+            return None
+        terms = [scale * t for t in big.args]
+        split = [self._split_term(t) for t in terms]
+        if any(not fs for _, fs in split) or not any(c in (1, -1) for c, _ in split):
+            return None
+        return sp.Add(*terms, evaluate=False)
+
+    def _print_Add(self, e, order=None):
+        """A sum of tensor terms with scaled terms ``c*a`` and ``c*a*b``: ``torch.add(base, a,
+        alpha=c)`` and ``torch.addcmul(base, a, b, value=c)``. A Python number times a tensor
+        is a whole extra torch call (and a scalar-to-tensor copy), the costliest part of a small
+        step; as ``alpha``/``value`` it is free. Anything else prints as plain arithmetic."""
+        split = [(t, *self._split_term(t)) for t in self._as_ordered_terms(e, order=order)]
+        if any(not fs for _, _, fs in split):  # a number among the terms: plain arithmetic
+            return super()._print_Add(e, order=order)
+        def folds(t, c, fs):
+            return self._foldable(c) and len(fs) <= 2 and self._mean(t) is None
+
+        fold = [(c, fs) for t, c, fs in split if folds(t, c, fs)]
+        if not fold:
+            return super()._print_Add(e, order=order)
+        rest = [t for t, c, fs in split if not folds(t, c, fs)]
+        if rest:
+            code = self._print(sp.Add(*rest, evaluate=False)) if len(rest) > 1 else self._print(rest[0])
+        else:
+            c, fs = fold.pop(0)
+            code = self._print(c * sp.Mul(*fs))
+        for c, fs in fold:
+            args = ", ".join(self._print(f) for f in fs)
+            if len(fs) == 2:
+                code = f"torch.addcmul({code}, {args}, value={self._coefficient(c)})"
+            elif c.could_extract_minus_sign():
+                code = f"torch.sub({code}, {args}, alpha={self._coefficient(-c)})"
+            else:
+                code = f"torch.add({code}, {args}, alpha={self._coefficient(c)})"
+        return code
+
+    def _coefficient(self, c) -> str:
+        """A scalar as Python code: a constant folded to one float, else ``num/den`` of sizes."""
+        if c.is_Integer:
+            return str(c)
+        if not c.free_symbols:
+            return f"{c.p}/{c.q}" if c.is_Rational else repr(float(c))
+        num, den = sp.fraction(c)
+        code = self._print(num) if num.is_Number else self.parenthesize(num, PRECEDENCE["Mul"])
+        return code if den == 1 else f"{code}/{self.parenthesize(den, PRECEDENCE['Mul'])}"
+
+    def parenthesize(self, item, level, strict=False):
+        """SymPy's rule, except that a call such as ``torch.add(...)`` never needs parentheses."""
+        code = self._print(item)
+        prec = precedence(item)
+        if (prec < level or (not strict and prec <= level)) and not _is_call(code):
+            return f"({code})"
+        return code
 
     def _mean(self, e, target_dims=None):
         """``x.mean(dims, keepdim=True)`` for a sum divided by the sizes of exactly the axes it
@@ -301,6 +381,19 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
             return f"({con[0]})" if " @ " in con[0] else con[0]
         pos = self._pos(e.body, e.axis)
         return self._method(e.body, f"sum({pos}, keepdim=True)")
+
+
+def _is_call(code: str) -> bool:
+    """``torch.f(...)`` and nothing after its closing parenthesis: needs no parentheses around it."""
+    if not code.startswith("torch.") or not code.endswith(")"):
+        return False
+    depth = 0
+    for i, ch in enumerate(code):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and ch == ")":
+            return i == len(code) - 1
+    return False
 
 
 def shape_code(dims) -> str:

@@ -33,7 +33,13 @@ class Layer:
 
     @property
     def options(self) -> dict:
-        return getattr(self.module, "OPTIONS", {})
+        """``{name: (default, kind, help)}``; kind is ``float`` or a tuple of the allowed words."""
+        options = getattr(self.module, "OPTIONS", {})
+        for key, entry in (options.items() if isinstance(options, dict) else [("OPTIONS", options)]):
+            if not (isinstance(entry, tuple) and len(entry) == 3):
+                raise LayerError(f"layer {self.name!r}: OPTIONS[{key!r}] must be (default, kind, help), "
+                                 f"kind float or a tuple of words; got {entry!r}")
+        return options
 
     def resolve(self, given: dict) -> dict:
         """Validated option values (strings from the command line are converted)."""
