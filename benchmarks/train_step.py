@@ -25,9 +25,10 @@ does not. torch's thread count is left at its default unless ``--threads``.
 
 One more line, ``floor``, is not a step: it is the work every backward has
 to do whatever its code, timed the same way (the forward and loss without
-autograd, the softmax, and the four matmuls of the two linear layers'
-gradients). Its ratio is the best any backward could reach here: where a
-target ratio is below it, only a faster forward or matmul gets there.
+autograd, the softmax, the four matmuls of the two linear layers'
+gradients and the embedding's scatter-add). Its ratio is the best any
+backward could reach here: where a target ratio is below it, only a faster
+forward or matmul gets there.
 
 Peak memory is measured in a fresh process per variant and batch size,
 because torch's CPU allocator has no peak counter and ``tracemalloc`` does
@@ -69,12 +70,16 @@ FLOOR = "floor"
 
 
 def floor(params: dict, Xb, Yb):
-    """The work any backward does: forward, loss, softmax and the linear layers' four matmuls."""
+    """The work any backward does: forward, loss, softmax, the linear layers' four matmuls and
+    the embedding's scatter-add (on stand-in tensors of the right shapes)."""
     with torch.inference_mode():
         logits, (embcat, _, bnraw, h) = model.forward(params, Xb)
         loss = torch.nn.functional.cross_entropy(logits, Yb)
         dlogits = torch.softmax(logits, 1)
-        return loss, (dlogits @ params["W2"].T, h.T @ dlogits, bnraw @ params["W1"].T, embcat.T @ bnraw)
+        demb = bnraw @ params["W1"].T
+        C = params["C"]
+        dC = C.new_zeros(C.shape).index_add_(0, Xb.reshape(-1), demb.view(-1, C.shape[1]))
+        return loss, (dlogits @ params["W2"].T, h.T @ dlogits, embcat.T @ bnraw, dC)
 
 
 def variants(compiled: bool = True) -> dict:

@@ -78,8 +78,8 @@ def backward(_ctx, dhpreact, needs=None):
     if needs[0]:
         # (n, d) (20) fused: dhpreact -> dhprebn
         dhprebn = (
-            (bngain*bnvar_inv)*torch.sub(torch.addcmul(dhpreact, bnraw, dbngain, value=-1/(n - 1)), dbnbias,
-            alpha=1/n)
+            (bngain*bnvar_inv)*torch.add(torch.addcmul(dhpreact, bnraw, dbngain, value=-1/(n - 1)), dbnbias,
+            alpha=-1/n)
         )
     return dhprebn, dbngain if needs[1] else None, dbnbias if needs[2] else None
 

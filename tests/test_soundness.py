@@ -290,3 +290,23 @@ def test_scaled_terms_folded_into_add_and_addcmul_match_autograd():
         for got in (fused, {"x": chunked["dx"], "w": chunked["dw"]}):
             assert_close(got["x"], want[0], 1e-12)
             assert_close(got["w"], want[1], 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, f64])
+def test_scaled_terms_of_integer_data_are_never_truncated(dtype):
+    """``torch.addcmul(k, j, k, value=3/n)`` on int64 data would truncate 3/n to 0: such sums stay plain."""
+    n, d = 6, 3
+    x = torch.randn(n, d, dtype=f64)
+    k, j = torch.randint(-3, 4, (n, d)).to(dtype), torch.randint(-3, 4, (n, d)).to(dtype)
+
+    def forward(x):
+        z = k + k * k / 2
+        return x * (k + 3 * k * j / n) + z * x * x
+
+    dy = torch.randn(n, d, dtype=f64)
+    want, _ = reference(forward, [x], [0], dy)
+    module = load_generated(str(SPECS / "int_data.py"))
+    out, ctx = module.forward(x, k, j)
+    assert_close(out, forward(x), 1e-12)
+    assert_close(module.backward(ctx, dy)[0], want[0], 1e-12)
+    assert_close(module.backward_chunked(ctx, dy)["dx"], want[0], 1e-12)

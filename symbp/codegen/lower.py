@@ -65,6 +65,7 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         self.sizes_used: set = set()  # axis sizes the printed code names (shapes, one-hot widths)
         self.env = dims  # Symbol -> dims, for tensors, adjoints and temporaries
         self._memo: dict = {}
+        self._floats: set | None = None  # symbols that are floating point whatever the data
 
     # -- dims -------------------------------------------------------------
     def dims(self, e) -> tuple:
@@ -165,8 +166,8 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         spread = self._spread(coeff * sp.Mul(*scalar), big)
         if spread is not None:  # ``(g/n)*(n*dy - b)`` is ``g*(dy - b/n)``: the 1/n costs no big op
             code = self._print(spread)
-            if not _is_call(code):
-                code = self.parenthesize(spread, PRECEDENCE["Mul"])
+            if not _is_call(code) and precedence(spread) <= PRECEDENCE["Mul"]:
+                code = f"({code})"
             return f"{self._print_small(sp.Mul(*small))}*{code}" if small else code
         sign, coeff = ("-", -coeff) if coeff < 0 else ("", coeff)
         parts = []
@@ -226,27 +227,38 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         split = [(t, *self._split_term(t)) for t in self._as_ordered_terms(e, order=order)]
         if any(not fs for _, _, fs in split):  # a number among the terms: plain arithmetic
             return super()._print_Add(e, order=order)
-        def folds(t, c, fs):
-            return self._foldable(c) and len(fs) <= 2 and self._mean(t) is None
-
-        fold = [(c, fs) for t, c, fs in split if folds(t, c, fs)]
+        folds = [self._foldable(c) and len(fs) <= 2 and self._mean(t) is None for t, c, fs in split]
+        rest = [t for (t, _, _), f in zip(split, folds) if not f]
+        fold = [(t, c, fs) for (t, c, fs), f in zip(split, folds) if f]
+        # the base must be floating point: with integer tensors only, alpha=/value= would be
+        # truncated to an integer (or refused); a scaled float term joins the base if need be
+        if not any(self._surely_float(t) for t in rest):
+            first = next((i for i, (t, _, _) in enumerate(fold) if self._surely_float(t)), None)
+            if first is None:
+                return super()._print_Add(e, order=order)
+            rest.append(fold.pop(first)[0])
         if not fold:
             return super()._print_Add(e, order=order)
-        rest = [t for t, c, fs in split if not folds(t, c, fs)]
-        if rest:
-            code = self._print(sp.Add(*rest, evaluate=False)) if len(rest) > 1 else self._print(rest[0])
-        else:
-            c, fs = fold.pop(0)
-            code = self._print(c * sp.Mul(*fs))
-        for c, fs in fold:
+        code = self._print(sp.Add(*rest, evaluate=False)) if len(rest) > 1 else self._print(rest[0])
+        for _, c, fs in fold:  # torch.add with a negative alpha, not torch.sub: sub refuses bool masks
             args = ", ".join(self._print(f) for f in fs)
             if len(fs) == 2:
                 code = f"torch.addcmul({code}, {args}, value={self._coefficient(c)})"
-            elif c.could_extract_minus_sign():
-                code = f"torch.sub({code}, {args}, alpha={self._coefficient(-c)})"
             else:
                 code = f"torch.add({code}, {args}, alpha={self._coefficient(c)})"
         return code
+
+    def _surely_float(self, e) -> bool:
+        """Whether ``e`` is a floating-point tensor whatever the data's dtypes: it reads an
+        input, a parameter, a gradient, or a binding computed from one of those."""
+        if self._floats is None:
+            self._floats = set()
+            for t in self.spec.tensors.values():  # in declaration order: a binding after what it reads
+                reads_float = t.expr is not None and t.expr.free_symbols & self._floats
+                if t.role in ("input", "param") or reads_float:
+                    self._floats.add(t.symbol)
+        return any(s in self._floats or (self.spec.is_tensor(s) and self.spec.tensor_of(s).role == "adjoint")
+                   for s in e.free_symbols)
 
     def _coefficient(self, c) -> str:
         """A scalar as Python code: a constant folded to one float, else ``num/den`` of sizes."""

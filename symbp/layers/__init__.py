@@ -35,10 +35,15 @@ class Layer:
     def options(self) -> dict:
         """``{name: (default, kind, help)}``; kind is ``float`` or a tuple of the allowed words."""
         options = getattr(self.module, "OPTIONS", {})
-        for key, entry in (options.items() if isinstance(options, dict) else [("OPTIONS", options)]):
-            if not (isinstance(entry, tuple) and len(entry) == 3):
-                raise LayerError(f"layer {self.name!r}: OPTIONS[{key!r}] must be (default, kind, help), "
-                                 f"kind float or a tuple of words; got {entry!r}")
+        if not isinstance(options, dict):
+            raise LayerError(f"layer {self.name!r}: OPTIONS must be a dict of name: (default, kind, help), "
+                             f"not {type(options).__name__}")
+        for key, entry in options.items():
+            kind = entry[1] if isinstance(entry, tuple) and len(entry) == 3 else None
+            words = isinstance(kind, tuple) and kind and all(isinstance(w, str) for w in kind)
+            if not (kind is float or words):
+                raise LayerError(f"layer {self.name!r}: OPTIONS[{key!r}] must be (default, kind, help) "
+                                 f"with kind float or a tuple of words; got {entry!r}")
         return options
 
     def resolve(self, given: dict) -> dict:
