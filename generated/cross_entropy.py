@@ -41,7 +41,7 @@ def forward(logits, targets, chunked=True):
     # () loss = -Σ_n(Σ_c(logprobs*targets))/n
     loss = (-logprobs.gather(1, targets.unsqueeze(1)).sum(0, keepdim=True)/n).reshape(())
     if not chunked:
-        return loss, {"n": n, "c": c, "targets": targets, "probs": probs}
+        return loss, {"n": n, "targets": targets, "probs": probs}
     _ctx = {
         "n": n,
         "c": c,
@@ -64,12 +64,11 @@ def backward(_ctx, dloss, needs=None):
 
     Every gradient shares all of its work here, so ``needs`` changes nothing."""
     n = _ctx["n"]
-    c = _ctx["c"]
     targets = _ctx["targets"]
     probs = _ctx["probs"]
     # (n, c) (21) fused: dloss -> dlogits
     dlogits = (
-        (dloss/n)*(probs - probs.new_zeros((*targets.shape, c)).scatter_(-1, targets.unsqueeze(-1), 1.0))
+        (dloss/n)*probs.scatter_add(-1, targets.unsqueeze(-1), probs.new_full((*targets.shape, 1), -1.0))
     )
     return (dlogits,)
 

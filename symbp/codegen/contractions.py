@@ -40,9 +40,12 @@ class Contractions:
     def _contraction(self, e):
         """``(code, dims)`` when ``e`` is a contraction, else None."""
         key = ("con", e)
-        if key in self._memo:
-            return self._memo[key]
-        self._memo[key] = out = self._lower_contraction(e)
+        if key not in self._memo:  # remember the sizes its code names, for every statement printing it
+            before, self.sizes_used = self.sizes_used, set()
+            self._memo[key] = (self._lower_contraction(e), frozenset(self.sizes_used))
+            self.sizes_used = before | self.sizes_used
+        out, sizes = self._memo[key]
+        self.sizes_used |= sizes
         return out
 
     def _lower_contraction(self, e):

@@ -22,6 +22,7 @@ lower raises ``LoweringError`` naming it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import sympy as sp
@@ -224,6 +225,9 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         alpha=c)`` and ``torch.addcmul(base, a, b, value=c)``. A Python number times a tensor
         is a whole extra torch call (and a scalar-to-tensor copy), the costliest part of a small
         step; as ``alpha``/``value`` it is free. Anything else prints as plain arithmetic."""
+        hot = self._minus_one_hot(e)
+        if hot is not None:
+            return hot
         split = [(t, *self._split_term(t)) for t in self._as_ordered_terms(e, order=order)]
         if any(not fs for _, _, fs in split):  # a number among the terms: plain arithmetic
             return super()._print_Add(e, order=order)
@@ -247,6 +251,22 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
             else:
                 code = f"torch.add({code}, {args}, alpha={self._coefficient(c)})"
         return code
+
+    def _minus_one_hot(self, e):
+        """``probs - Y`` (a tensor plus a number times one-hot classes of the same dims) as one
+        ``scatter_add`` into the tensor: no one-hot is built (three calls fewer). Only for a
+        named floating-point tensor, whose own ``new_full`` gives the added values its dtype."""
+        if len(e.args) != 2:
+            return None
+        for hot, rest in (e.args, e.args[::-1]):
+            coeff, y = hot.as_coeff_Mul()
+            classes = y.is_Symbol and self.spec.is_tensor(y) and self.spec.tensor_of(y).role == "classes"
+            if (classes and rest.is_Symbol and coeff.is_Number and self._surely_float(rest)
+                    and self.dims(rest) == self.dims(y)
+                    and self.dims(y)[-1:] == (self.spec.tensor_of(y).class_axis,)):
+                return (f"{rest.name}.scatter_add(-1, {y.name}.unsqueeze(-1), "
+                        f"{rest.name}.new_full((*{y.name}.shape, 1), {float(coeff)!r}))")
+        return None
 
     def _surely_float(self, e) -> bool:
         """Whether ``e`` is a floating-point tensor whatever the data's dtypes: it reads an
@@ -396,8 +416,10 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
 
 
 def _is_call(code: str) -> bool:
-    """``torch.f(...)`` and nothing after its closing parenthesis: needs no parentheses around it."""
-    if not code.startswith("torch.") or not code.endswith(")"):
+    """``torch.f(...)`` or ``name.method(...)`` and nothing after its closing parenthesis: a
+    whole call needs no parentheses around it."""
+    head = re.match(r"[A-Za-z_][\w.]*\(", code)
+    if head is None or not code.endswith(")"):
         return False
     depth = 0
     for i, ch in enumerate(code):

@@ -162,7 +162,8 @@ def _reads(exprs, spec, readable, stmts) -> list:
     """Which forward names (tensors, options, axis sizes) the expressions use, in ``readable`` order.
 
     Symbols come from the expressions; axis sizes that only the lowering names
-    (a ``.expand(n, d)``, a one-hot width) come from the lowered statements.
+    (a ``.expand(n, d)``, a one-hot width) come from the lowered statements,
+    each of which records the sizes its own code names.
     """
     used = set().union(*(s.sizes for s in stmts))
 
@@ -171,8 +172,6 @@ def _reads(exprs, spec, readable, stmts) -> list:
             visit(e.body)
         elif e.is_Symbol:
             used.add(e.name)
-            if spec.is_tensor(e) and spec.tensor_of(e).role == "classes":
-                used.add(spec.tensor_of(e).class_axis.name)  # one_hot(y, c) prints the class count
         else:
             for a in e.args:
                 visit(a)

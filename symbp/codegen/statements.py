@@ -78,14 +78,18 @@ def _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known) -> l
     for sym, sub in temps:
         dims_env[sym] = printer.dims(sub)
     temps, reduced, rows, comments = _name_temps_after_targets(temps, reduced, rows, dims_env)
+    def printed(stmt: Stmt) -> Stmt:  # with the sizes its own code names, and no other's
+        stmt.sizes, printer.sizes_used = frozenset(printer.sizes_used), set()
+        return stmt
+
+    printer.sizes_used = set()
     for sym, sub in temps:
         env[sym] = printer.dims(sub)  # the printer reads env, so later temps see this one
         note = comments.get(sym.name, notes.get(sym.name, ""))
-        stmts.append(Stmt(sym.name, printer.doprint(sub), env[sym], note, reads=_names(sub)))
+        stmts.append(printed(Stmt(sym.name, printer.doprint(sub), env[sym], note, reads=_names(sub))))
     for (target, _, dims, comment), e in zip(rows, reduced):
-        stmts.append(Stmt(target, lower_expr(printer, e, dims), tuple(dims), comment, reads=_names(e)))
-    for s in stmts:
-        s.sizes = printer.sizes_used
+        code = lower_expr(printer, e, dims)
+        stmts.append(printed(Stmt(target, code, tuple(dims), comment, reads=_names(e))))
     return stmts
 
 
