@@ -310,3 +310,24 @@ def test_scaled_terms_of_integer_data_are_never_truncated(dtype):
     assert_close(out, forward(x), 1e-12)
     assert_close(module.backward(ctx, dy)[0], want[0], 1e-12)
     assert_close(module.backward_chunked(ctx, dy)["dx"], want[0], 1e-12)
+
+
+def test_a_tensor_minus_a_one_hot_is_a_scatter_add_that_matches_autograd():
+    n, t, c = 4, 3, 5
+    x = torch.randn(c, t, n, dtype=f64).permute(2, 1, 0)  # non-contiguous
+    Y = torch.randint(0, c, (n, t))
+    Y[0, 0] = c - 1  # the last class and a repeated one
+    Y[1] = 0
+
+    def forward(x):
+        return ((x.exp() - 2 * F.one_hot(Y, c).to(f64)) ** 2).sum()
+
+    want, _ = reference(forward, [x], [0])
+    path = str(SPECS / "minus_onehot.py")
+    assert "scatter_add(" in render_variant(Variant("minus_onehot", path, {}), path)["minus_onehot.py"]
+    module = load_generated(path)
+    out, ctx = module.forward(x, Y)
+    assert_close(out, forward(x), 1e-12)
+    dy = torch.tensor(1.0, dtype=f64)
+    assert_close(module.backward(ctx, dy)[0], want[0], 1e-12)
+    assert_close(module.backward_chunked(ctx, dy)["dx"], want[0], 1e-12)
