@@ -595,3 +595,40 @@ def test_a_right_answer_that_loses_precision_gets_a_note_not_a_wrong():
     assert len(v.notes) == 1
     assert "in float32 yours is off by" in v.notes[0] and "loses precision" in v.notes[0]
     assert graded("batchnorm", "dbnraw = bngain * dhpreact\n")["dbnraw"].notes == []
+
+
+# ---------------------------------------------------------------------------
+# Answers right at random points but wrong where they branch; copies of a fused answer
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("answer", [
+    "dx = dy * (x > 0.1)\n",  # the threshold moved: random points rarely fall in (0, 0.1]
+    "dx = dy * (x > -1e-30)\n",  # 1 at x = 0, where relu's gradient (torch's too) is 0
+    "dx = (x >= 0).float() * dy\n",
+    "dx = dy * (x > 0) + 5 * ((x >= 0).float() - (x > 0).float())\n",
+])
+def test_an_answer_wrong_only_near_a_branch_point_is_wrong(answer):
+    (v,) = graded("relu", answer).verdicts
+    assert not v.correct
+    assert "where it branches" in v.diagnosis
+
+
+@pytest.mark.parametrize("answer", ["dx = dy * (x > 0)\n", "dx = torch.where(x > 0, dy, 0.0)\n",
+                                    "dx = dy * (x > 0).float()\n"])
+def test_relu_right_answers_stay_right_on_the_branch_points(answer):
+    assert all(v.correct for v in graded("relu", answer).verdicts)
+
+
+def test_a_gradient_copied_from_its_fused_name_is_graded_as_that_answer():
+    right = ("probs_fast = F.softmax(logits, dim=1)\ndlogits_fast = probs_fast.clone()\n"
+             "dlogits_fast[range(n), Yb] -= 1.0\ndlogits_fast /= n\ndlogits = dlogits_fast\n")
+    assert [v.correct for v in graded("cross_entropy", right).verdicts] == [True, True]
+    wrong = right.replace("dlogits_fast /= n\n", "")
+    verdicts = graded("cross_entropy", wrong).verdicts
+    assert [v.correct for v in verdicts] == [False, False]
+
+
+def test_a_mistyped_gradient_name_is_noted_not_silently_ignored():
+    report = graded("cross_entropy", "dlogit = probs\ndlogprobs = torch.zeros_like(logprobs)\n"
+                                     "dlogprobs[range(n), Yb] = -1.0/n\n")
+    assert any("dlogit is not a gradient" in note and "dlogits" in note for note in report.general_notes)

@@ -229,6 +229,8 @@ class Diagnoses:
             ratios.append((w, r))
         if all(close(r, ratios[0][1]) for _, r in ratios):
             k = ratios[0][1]
+            if close(k, Fraction(1)):  # equal wherever it was compared: the difference is elsewhere
+                return ""
             return f"off by a constant factor: yours is {_fmt_number(k)} times the gradient"
         for cand in _size_factors(self.spec):
             if all(close(w.eval(cand, {}), r) for w, r in ratios):

@@ -25,12 +25,13 @@ from symbp.engine.derivation import derive
 from symbp.engine.prove import residual
 from symbp.engine.reverse import grad_name
 from symbp.engine.simplify import Inliner
-from symbp.grading.diagnoses import Diagnoses
+from symbp.grading.diagnoses import UNDEFINED, Diagnoses
+from symbp.grading.exact import close, real
 from symbp.grading.precision import float32_notes, precision_notes
 from symbp.grading.reader import Reader
 from symbp.grading.report import Report, Verdict
 from symbp.grading.values import Assignment, GradeError, Poison, dims_str
-from symbp.grading.world import worlds_for
+from symbp.grading.world import critical_values, probe_worlds, worlds_for
 
 PROOF_OPS_LIMIT = 4000  # larger answers are judged by the exact test alone
 PROOF_SECONDS = 15  # a reduction still running then is abandoned for the exact test (8 worlds)
@@ -72,6 +73,36 @@ class Grader(Diagnoses):
         report = Report(self.layer, self.spec, list(verdicts.values()))
         report.general_notes = list(reader.notes)
         return report
+
+    def matches_on_kinks(self, value, t, dout_one: bool, *exprs) -> bool:
+        """Also equal where the answer or the gradient branches (``x > 0.1`` against ``x > 0``);
+        True when nothing branches on an argument. A world where the gradient itself is
+        undefined is skipped; one where only the answer is undefined is a mismatch."""
+        return self.kink_mismatch(value, t, dout_one, *exprs) is None
+
+    def kink_mismatch(self, value, t, dout_one: bool, *exprs):
+        """The first probe world (see ``matches_on_kinks``) where the answer differs, or None."""
+        critical = critical_values(self.spec, *exprs)
+        for w in probe_worlds(self.spec, dout_one, critical) if critical else ():
+            try:
+                w.gradient(t.name)
+            except UNDEFINED:
+                continue
+            if not self.matches(value, t, [w]):
+                return w
+        return None
+
+    def kink_diagnosis(self, value, t, world, full) -> str:
+        """Where an answer right at random points goes wrong: the first differing element."""
+        got, want = world.over(value, t.dims), world.gradient(t.name)
+        for idx, g in got.items():
+            if not close(g, want[idx]):
+                same_dims = [name for name in critical_values(self.spec, full)
+                             if self.spec.tensors[name].dims == t.dims]
+                at = " and ".join(f"{name} = {_plain(world.values[name][idx])}" for name in same_dims)
+                return (f"right at random points, but not where it branches: at {at or 'a branch point'} "
+                        f"yours is {_plain(g)}, the gradient {_plain(want[idx])}")
+        return "right at random points, but not where it branches"
 
     # -- one gradient ------------------------------------------------------
     def judge(self, reader: Reader, rec: Assignment) -> Verdict:
@@ -126,10 +157,13 @@ class Grader(Diagnoses):
             v.notes.extend(float32_notes(spec, full, derived_full, dout_one))
             return v
         if same and self.matches(value, t, self.worlds(dout_one, count=8)):
-            v.correct = True
-            v.notes.append("equal by the exact randomised test (8 sizes and seeds); the symbolic "
-                           "reduction did not reach zero")
-            return v
+            kink = self.kink_mismatch(value, t, dout_one, full, derived_full)
+            if kink is None:
+                v.correct = True
+                v.notes.append("equal by the exact randomised test (8 sizes and seeds, and points on "
+                               "its branch points); the symbolic reduction did not reach zero")
+                return v
+            v.diagnosis = self.kink_diagnosis(value, t, kink, full)
         if proven and not same:
             v.notes.append("the symbolic reduction says equal but exact evaluation disagrees; "
                            "graded wrong (please report this)")
@@ -169,3 +203,11 @@ def _within(seconds, fn, *args):
 def grade(layer: str, source: str, filename: str = "ANSWER.py", **options) -> Report:
     """Grade ``source`` (the answer's Python text) against ``layer`` built with ``options``."""
     return Grader(layer, options).grade(source, filename)
+
+
+def _plain(x) -> str:
+    """A value for a message: a short fraction, else a decimal."""
+    x = real(x)
+    if hasattr(x, "denominator") and x.denominator <= 1000:
+        return str(x)
+    return f"{float(x):.4g}"

@@ -16,6 +16,7 @@ line can be judged on its own as well as through the lines it reads.
 from __future__ import annotations
 
 import ast
+import difflib
 
 import sympy as sp
 
@@ -179,6 +180,8 @@ class Reader(ExpressionReader):
             self.fail(stmt, f"{name} is assigned something that is not a tensor")
         tensor = self.graded_tensor(name)
         if tensor is None:
+            if name not in self.env:
+                self.note_near_miss(name, stmt)
             self.env[name] = value
             return
         rec = self.assignments.setdefault(name, Assignment(name, tensor, stmt.lineno))
@@ -188,6 +191,14 @@ class Reader(ExpressionReader):
         # a shape error stays with its own line: later lines read the version symbol
         dims = value.dims if isinstance(value, Val) else self.spec.tensors[tensor].dims
         self.env[name] = Val(sym, dims)
+
+    def note_near_miss(self, name, stmt):
+        """A helper named almost like a gradient (``dlogit``) is most likely a typo: say it is not graded."""
+        graded = [g for g in self.gradient_of if self.graded_tensor(g) is not None]
+        close = difflib.get_close_matches(name, graded, n=1, cutoff=0.8)
+        if name.startswith("d") and close:
+            self.notes.append(f"line {stmt.lineno}: {name} is not a gradient of {self.spec.name} "
+                              f"(did you mean {close[0]}?); it is read as a helper and not graded")
 
     def assign_rows(self, target, value_node, op, stmt):
         """``x[range(n), Yb] = v`` / ``-= v``: write along the one-hot positions."""
@@ -231,15 +242,19 @@ class Reader(ExpressionReader):
         """Replace version symbols by their values.
 
         With ``local_for``, the final value of every *other* graded name is the
-        true adjoint instead, so a line is judged on its own, given its inputs.
+        true adjoint instead, so a line is judged on its own, given its inputs;
+        except a name for the same gradient (``dlogits = dlogits_fast``), whose
+        value is the answer itself, not an input.
         """
         finals = {rec.versions[-1]: rec for rec in self.assignments.values()}
+        own = self.assignments[local_for].tensor if local_for in self.assignments else None
         for _ in range(len(self.versions) + 2):
             subs = {}
             for s in expr.free_symbols:
                 if s in self.versions:
                     rec = finals.get(s)
-                    if local_for is not None and rec is not None and rec.name != local_for:
+                    if local_for is not None and rec is not None and rec.name != local_for \
+                            and rec.tensor != own:
                         subs[s] = self.spec.adjoint(rec.tensor)
                     else:
                         v = self.versions[s]

@@ -15,6 +15,8 @@ import itertools
 import random
 from fractions import Fraction
 
+import sympy as sp
+
 from symbp.grading.exact import Dual, add, compiled, mul, real
 
 
@@ -26,7 +28,7 @@ class World:
     this evaluation; ``cut`` removes one edge or node from the graph.
     """
 
-    def __init__(self, spec, sizes: dict, seed: int, dout_one: bool):
+    def __init__(self, spec, sizes: dict, seed: int, dout_one: bool, probes: dict | None = None):
         self.spec = spec
         self.size = {a: sizes[a] for a in spec.axis_list}
         rng = random.Random(seed)
@@ -43,6 +45,8 @@ class World:
                     for c in range(ca):
                         hot[idx + (c,)] = Fraction(int(c == k))
                 self.values[t.name] = hot
+            elif probes and t.name in probes:
+                self.values[t.name] = _probe_values(probes[t.name], self.indices(t.dims), seed)
             else:
                 vals = {}
                 for idx in self.indices(t.dims):
@@ -158,3 +162,61 @@ def worlds_for(spec, dout_one: bool, count: int):
         out.append(World(spec, sizes, seed=k, dout_one=dout_one))
     return out
 
+
+
+def critical_values(spec, *exprs) -> dict:
+    """``{argument name: values}`` where the expressions branch on that argument.
+
+    A condition ``x > 1/10``, a ``Heaviside``, ``sign`` or ``Abs`` whose argument
+    is linear in one argument tensor (numbers only otherwise) puts its root here:
+    random points almost never land between a learner's ``x > 0.1`` and the true
+    ``x > 0``, nor exactly on a kink where ``>=`` and ``>`` differ.
+    """
+    arguments = {t.symbol: t.name for t in spec.arguments if t.role != "classes"}
+    out: dict = {}
+    for e in exprs:
+        kinks = [r.lhs - r.rhs for r in e.atoms(sp.core.relational.Relational)]
+        kinks += [f.args[0] for f in e.atoms(sp.Heaviside, sp.sign, sp.Abs)]
+        for k in kinks:
+            syms = k.free_symbols
+            if len(syms) != 1 or next(iter(syms)) not in arguments:
+                continue
+            s = next(iter(syms))
+            try:
+                a, b = sp.Poly(k, s).all_coeffs()
+            except (sp.PolynomialError, ValueError):  # not a polynomial, or not of degree 1
+                continue
+            if a.is_Number and b.is_Number and a != 0:
+                root = sp.Rational(-b / a)
+                out.setdefault(arguments[s], {Fraction(0)}).add(Fraction(int(root.p), int(root.q)))
+    return out
+
+
+def probe_worlds(spec, dout_one: bool, critical: dict) -> list:
+    """Worlds whose branching arguments sit on, just beside and between their critical values."""
+    worlds = []
+    for k in range(3):
+        sizes = {a: 2 + (k + i) % 3 for i, a in enumerate(spec.axis_list)}
+        try:
+            worlds.append(World(spec, sizes, seed=k, dout_one=dout_one, probes=critical))
+        except (ZeroDivisionError, ValueError, OverflowError):  # the forward is undefined there
+            continue
+    return worlds
+
+
+def _probe_values(critical, indices, seed: int) -> dict:
+    """Each critical value, values a little to either side, midpoints and beyond, in turn; an
+    entry past the first round moves by a tiny distinct amount (no ties)."""
+    points = sorted(critical)
+    gap = min((b - a for a, b in zip(points, points[1:])), default=Fraction(1))
+    near = gap / 8
+    values = set(points) | {points[0] - 1, points[-1] + 1}
+    values |= {(a + b) / 2 for a, b in zip(points, points[1:])}
+    values |= {p + d for p in points for d in (near, -near)}
+    values = sorted(values)
+    tiny = near / (8 * (len(indices) + 1))
+    out = {}
+    for i, idx in enumerate(indices):
+        j = (i + seed) % len(values)
+        out[idx] = values[j] + tiny * ((i + seed) // len(values))
+    return out
