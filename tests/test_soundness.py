@@ -331,3 +331,15 @@ def test_a_tensor_minus_a_one_hot_is_a_scatter_add_that_matches_autograd():
     dy = torch.tensor(1.0, dtype=f64)
     assert_close(module.backward(ctx, dy)[0], want[0], 1e-12)
     assert_close(module.backward_chunked(ctx, dy)["dx"], want[0], 1e-12)
+
+
+@pytest.mark.parametrize("slope", [0.01, 0.3])
+def test_a_piecewise_of_scalars_keeps_float64(slope):
+    """``torch.where(x > 0, 1, slope)`` alone is float32: 0.01 rounded, errors of 1e-10 in float64."""
+    x = torch.randn(5, 4, dtype=f64)
+    x[0, 0] = 0.0  # the kink
+    dy = torch.randn(5, 4, dtype=f64)
+    want, _ = reference(lambda x: F.leaky_relu(x, slope), [x], [0], dy)
+    fused, chunked = gradients("leaky_option.py", [x], dy, {"slope": slope})
+    assert_close(fused["x"], want[0], 1e-15)
+    assert_close(chunked["dx"], want[0], 1e-15)

@@ -55,3 +55,16 @@ def test_bad_user_spec_names_the_binding(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith("symbp: error: bad_layer.py:15: binding 'sig': unsupported function besselj "
                                "(supported: exp, log, tanh") and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_a_spec_with_nothing_to_differentiate_is_refused_at_derive(tmp_path):
+    (tmp_path / "only_data.py").write_text(
+        "from symbp.spec import Spec\n\nOPTIONS = {}\n\n\ndef build():\n"
+        "    s = Spec('only_data', 'data in, data out')\n    n, d = s.axes('n d')\n"
+        "    t = s.data('t', (n, d))\n    s.output('y', t * 3)\n    return s\n")
+    for command in ("derive", "generate", "check"):
+        args = (command, "only_data.py") + (("-o", str(tmp_path / "out")) if command == "generate" else ())
+        (tmp_path / "out").mkdir(exist_ok=True)
+        r = symbp(*args, cwd=tmp_path)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert "has no input or parameter" in r.stderr and r.stderr.count("\n") == 1, r.stderr

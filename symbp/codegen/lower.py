@@ -374,6 +374,10 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         code = self._print(pairs[-1][0])
         if pairs[-1][1] != sp.true:
             raise LoweringError(f"{e}: the last branch of a Piecewise must be the 'True' (otherwise) branch")
+        if not any(self.dims(expr) for expr, _ in pairs):  # all Python scalars (an option among them):
+            if self.float_like is None:  # torch.where would make them float32 whatever the inputs
+                raise LoweringError(f"{e}: a piecewise scalar needs a floating-point tensor in scope")
+            code = f"{self.float_like}.new_tensor({code})"
         for expr, cond in reversed(pairs[:-1]):
             code = f"torch.where({self._print(cond)}, {self._print(expr)}, {code})"
         return code

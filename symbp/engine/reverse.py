@@ -74,6 +74,9 @@ def derive_chunked(spec: Spec) -> Chunked:
     out = spec.output_tensor
     if out is None:
         raise SpecError(f"spec {spec.name!r} has no output binding")
+    if not spec.differentiable:
+        raise SpecError(f"spec {spec.name!r} has no input or parameter, so nothing to differentiate "
+                        "(declare one with s.input or s.param; data and classes get no gradient)")
     for name in (out.name,) + tuple(t.name for t in spec.tensors.values()):
         if grad_name(name) in spec.tensors:
             raise SpecError(f"binding {grad_name(name)!r}: name clashes with the gradient of {name!r}")
