@@ -343,3 +343,13 @@ def test_a_piecewise_of_scalars_keeps_float64(slope):
     fused, chunked = gradients("leaky_option.py", [x], dy, {"slope": slope})
     assert_close(fused["x"], want[0], 1e-15)
     assert_close(chunked["dx"], want[0], 1e-15)
+
+
+def test_an_input_the_output_ignores_gets_zeros_from_both_backwards():
+    x, w = torch.randn(3, 2, dtype=f64), torch.randn(3, 2, dtype=f64)
+    dy = torch.randn(3, 2, dtype=f64)
+    want, _ = reference(lambda x, w: w * 2, [x, w], [0, 1], dy)  # allow_unused: dx is zeros
+    fused, chunked = gradients("unused_input.py", [x, w], dy)
+    for got in (fused, {"x": chunked["dx"], "w": chunked["dw"]}):
+        assert_close(got["x"], torch.zeros_like(x), 0)
+        assert_close(got["w"], want[1], 1e-15)

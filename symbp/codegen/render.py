@@ -89,6 +89,9 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
                    + ", ".join(f"{v} = {human(spec.tensors[v].expr)}"
                                for v in sorted({c.via for c in ch.contributions[n]})))
                   for n, e in ch.statements()]
+    unreached = [t.name for t in diff if t.name not in ch.order]  # the output does not depend on them
+    chunk_rows += [(grad_name(n), sp.S.Zero, spec.tensors[n].dims, f"the output does not depend on {n}")
+                   for n in unreached]
     chunk_stmts = lower_statements(spec, chunk_rows, adj_env, cse=False,
                                    float_like=_float_tensor(spec, [r[1] for r in chunk_rows], grad))
 
@@ -151,7 +154,7 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
                           if s.guard and s.target in {grad_name(t.name) for t in diff}],
         "chunk_reads": chunk_reads,
         "chunk_stmts": chunk_stmts,
-        "chunk_returns": [grad_name(n) for n in ch.order],
+        "chunk_returns": [grad_name(n) for n in list(ch.order) + unreached],
         "recompute": recompute,
         "function_saved": function_saved,
         "uses_max_mask": any("_max_mask(" in s.code for s in forward_stmts + chunk_stmts + fused_stmts),
