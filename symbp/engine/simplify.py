@@ -356,6 +356,13 @@ def apply_identities(spec: Spec, expr, identities: dict):
 
 def definitional_value(spec: Spec, node: Sum):
     """The value of ``node`` if the bindings make it free of every tensor."""
+    memo = spec.memo("definitional_value")
+    if node not in memo:
+        memo[node] = _definitional_value(spec, node)
+    return memo[node]
+
+
+def _definitional_value(spec: Spec, node: Sum):
     if not _mentions_binding(spec, node):
         return None
     full = normalize(spec, inline_forward(spec, node))
@@ -366,6 +373,13 @@ def definitional_value(spec: Spec, node: Sum):
 
 def inline_forward(spec: Spec, expr):
     """Replace forward bindings by their definitions, down to the inputs."""
+    memo = spec.memo("inline_forward")
+    if expr not in memo:
+        memo[expr] = _inline_forward(spec, expr)
+    return memo[expr]
+
+
+def _inline_forward(spec: Spec, expr):
     defs = {t.symbol: t.expr for t in spec.bindings}
     for _ in range(len(defs) + 1):
         new = expr.xreplace(defs)
