@@ -332,7 +332,18 @@ def sound_inverses(spec: Spec, value, expr) -> list:
 
 
 def rewrite(expr, rules: dict):
-    """``xreplace`` by ``rules``, and product patterns replaced inside larger products."""
+    """``xreplace`` by ``rules``, and product patterns replaced inside larger products;
+    memoised on a ``Rules`` (the closed forms of one layer repeat it on the same expressions)."""
+    if not isinstance(rules, Rules):
+        return _rewrite(expr, rules)
+    memo = rules.__dict__.setdefault("_rewritten", {})
+    key = (len(rules), expr)
+    if key not in memo:
+        memo[key] = _rewrite(expr, rules)
+    return memo[key]
+
+
+def _rewrite(expr, rules: dict):
     expr = expr.xreplace(rules)
     products = [(k, v) for k, v in rules.items() if isinstance(k, sp.Mul)]
     if not products:
@@ -374,8 +385,14 @@ def _into_sums(spec, e, products, bases):
 
 def _replace_factor(expr, key, value):
     """``expr = key**k * rest`` -> ``value**k * rest`` for the largest whole ``k >= 1``."""
-    have = sp.Mul(*[f for f in expr.args if not f.is_Number]).as_powers_dict()
     want = key.as_powers_dict()
+    present = set()
+    for f in expr.args:
+        if not f.is_Number:
+            present.update(f.as_powers_dict())
+    if any(b not in present for b in want):
+        return expr  # a base of the pattern is missing, so k = 0 (checked before building anything)
+    have = sp.Mul(*[f for f in expr.args if not f.is_Number]).as_powers_dict()
     ks = []
     for base, p in want.items():
         q = sp.sympify(have.get(base, 0))
