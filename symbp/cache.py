@@ -12,8 +12,6 @@ A damaged or unwritable cache costs only time.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -23,8 +21,12 @@ from symbp.fileio import cache_dir, write_atomic
 PACKAGE_ROOT = Path(__file__).resolve().parent
 
 
+# hashlib and json are imported where a key is made or an entry read: with the cache off
+# (SYMBP_CACHE_DIR=off) neither is needed, and a cold derivation is all start-up time
 @functools.lru_cache(maxsize=1)
 def _symbp_fingerprint() -> str:
+    import hashlib
+
     h = hashlib.sha256()
     for path in sorted(PACKAGE_ROOT.rglob("*")):
         if path.suffix in (".py", ".j2") and "__pycache__" not in path.parts:
@@ -57,6 +59,9 @@ def key(kind: str, layer_ref: str, inputs) -> str | None:
     files = spec_files(layer_ref)
     if files is None or _folder() is None:
         return None
+    import hashlib
+    import json
+
     h = hashlib.sha256()
     h.update(json.dumps([kind, layer_ref, _symbp_fingerprint(), _sympy_version(), sys.version_info[:2],
                          inputs], sort_keys=True, default=str).encode())
@@ -91,6 +96,8 @@ def load(kind: str, cache_key: str | None):
     """The stored JSON value, or None (no key, no entry, or a damaged one)."""
     if cache_key is None:
         return None
+    import json
+
     try:
         return json.loads((_folder() / kind / f"{cache_key}.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -100,6 +107,8 @@ def load(kind: str, cache_key: str | None):
 def store(kind: str, cache_key: str | None, value) -> None:
     if cache_key is None:
         return
+    import json
+
     path = _folder() / kind / f"{cache_key}.json"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

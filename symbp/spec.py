@@ -257,6 +257,16 @@ class Spec:
     def axis_position(self, axis) -> int:
         return self.axis_list.index(axis)
 
+    def memo(self, kind: str) -> dict:
+        """A cache for a pure function of this spec and an expression (the engine repeats them many
+        times); emptied when a declaration is added, since the results depend on the declarations."""
+        version = (len(self._by_symbol), len(self.axis_list), len(self.options), len(self.saved))
+        store = self.__dict__.setdefault("_memo", {})
+        if store.get(None) != version:
+            store.clear()
+            store[None] = version
+        return store.setdefault(kind, {})
+
     # -- internals --------------------------------------------------------
     def _check_new(self, name):
         if name in self.tensors or name in self.options or any(a.name == name for a in self.axis_list):

@@ -229,8 +229,11 @@ def test_the_record_is_what_the_engine_did(layer, monkeypatch):
     real = simplify.closed_form
     monkeypatch.setattr(simplify, "closed_form", lambda spec, expr, *a, **k: seen.append(expr) or real(
         spec, expr, *a, **k))
+    known = set(d.fused.__dict__.get("_untidied", {}))  # the path values fuse already closed
     fused = next(s for s in d.lesson.sections if s.key == "fused")
-    assert len(seen) == len(d.fused.__dict__.get("_traces", {}))  # only the paths' values, once each
+    # only the paths' values, once each, and none that fuse closed already
+    assert len(seen) == len(set(seen)) == len(set(d.fused.__dict__.get("_untidied", {})) - known)
+    assert not known & set(seen)
     for eq in fused.equations:
         assert eq.chain[-1].expr == d.fused.gradients[eq.key[1:]]
 

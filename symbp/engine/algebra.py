@@ -23,6 +23,14 @@ def expand_products(expr: sp.Expr) -> sp.Expr:
 
 def sum_along(spec: Spec, axis, body: sp.Expr) -> sp.Expr:
     """``Sum(axis, body)`` with everything that can come out taken out."""
+    memo = spec.memo("sum_along")
+    key = (axis, body)
+    if key not in memo:
+        memo[key] = _sum_along(spec, axis, body)
+    return memo[key]
+
+
+def _sum_along(spec: Spec, axis, body: sp.Expr) -> sp.Expr:
     total = sp.S.Zero
     for term in sp.Add.make_args(expand_products(body)):
         inside, outside = [], []
@@ -52,6 +60,15 @@ def reduce_over(spec: Spec, expr: sp.Expr, axes, linear: bool = True) -> sp.Expr
 
 def normalize(spec: Spec, expr: sp.Expr) -> sp.Expr:
     """Apply linearity to every ``Sum`` in ``expr``, innermost first."""
+    if not expr.args or expr.is_Atom:
+        return expr
+    memo = spec.memo("normalize")
+    if expr not in memo:
+        memo[expr] = _normalize(spec, expr)
+    return memo[expr]
+
+
+def _normalize(spec: Spec, expr: sp.Expr) -> sp.Expr:
     if isinstance(expr, Sum):
         return sum_along(spec, expr.axis, normalize(spec, expr.body))
     if not expr.args or expr.is_Atom:

@@ -9,9 +9,6 @@ from symbp.engine.reverse import Chunked, derive_chunked, grad_name
 from symbp.engine.simplify import Fused, fuse
 from symbp.layers import Layer, load
 from symbp.spec import Spec
-from symbp.teach.graph import svg
-from symbp.teach.latex import gradients_latex, latex_document, latex_math
-from symbp.teach.markdown import markdown
 from symbp.teach.printers import TextPrinter
 from symbp.teach.text import repr_text, text
 
@@ -60,22 +57,31 @@ class Derivation:
     def text(self) -> str:
         return text(self)
 
+    # the LaTeX, Markdown and SVG views are imported when asked for: `symbp derive` prints one view
     def latex(self) -> str:
+        from symbp.teach.latex import latex_document
+
         return latex_document(self)
 
     def markdown(self, flavor: str = "github") -> str:
         """Markdown with ```` ```math ```` fences (code hosts) or, with ``flavor='jupyter'``, ``$$``."""
+        from symbp.teach.markdown import markdown
+
         return markdown(self, flavor)
 
     def svg(self) -> str:
         """The layer's graph as an SVG picture, gradients flowing against the arrows."""
+        from symbp.teach.graph import svg
+
         return svg(self)
 
     def _repr_latex_(self) -> str:
+        from symbp.teach.latex import latex_math
+
         return latex_math(self)
 
     def _repr_markdown_(self) -> str:
-        return markdown(self, "jupyter")
+        return self.markdown("jupyter")
 
     def __str__(self) -> str:
         return self.text()
@@ -99,6 +105,8 @@ class Gradients(dict):
         self._spec = spec
 
     def _repr_latex_(self) -> str:
+        from symbp.teach.latex import gradients_latex
+
         return gradients_latex(self._spec, self)
 
     def show(self, name: str) -> Formula:
@@ -113,6 +121,8 @@ class Formula:
         self.spec, self.name, self.expr = spec, name, expr
 
     def _repr_latex_(self) -> str:
+        from symbp.teach.latex import gradients_latex
+
         return gradients_latex(self.spec, {self.name: self.expr})
 
     def __repr__(self) -> str:

@@ -37,7 +37,7 @@ from symbp.engine.algebra import normalize
 from symbp.engine.reverse import Chunked
 from symbp.engine.tidy import tidy
 from symbp.engine.trace import Trace
-from symbp.spec import Reduction, Spec, Sum
+from symbp.spec import ArgmaxMask, Reduction, Spec, Sum
 
 
 @dataclass
@@ -60,12 +60,38 @@ class Fused:
     path_traces: dict = field(default_factory=dict)  # (target, via) -> Trace of its path value
 
     def trace(self, spec: Spec, expr) -> Trace:
-        """The closed form of any other expression (one path's value, say), with its steps; memoised."""
+        """The closed form of any other expression (one path's value, say), with its steps; memoised.
+
+        The same as ``closed_form(..., trace=Trace(expr))``: the untidied closed form, then ``tidy``."""
         memo = self.__dict__.setdefault("_traces", {})
         if expr not in memo:
-            memo[expr] = Trace(expr)
-            closed_form(spec, expr, self.rules, {}, trace=memo[expr])
+            rough, value = self.untidied(spec, expr)
+            memo[expr] = trace = Trace(expr, dict(rough.thaw), list(rough.steps), dict(rough.found))
+            tidied = tidy(spec, value)
+            trace.note("tidy", value, tidied)
         return memo[expr]
+
+    def untidied(self, spec: Spec, expr):
+        """``(trace, value)`` of ``closed_form(..., readable=False)``: every step but the tidying;
+        memoised, and shared with ``fuse``'s path values."""
+        memo = self.__dict__.setdefault("_untidied", {})
+        if expr not in memo:
+            trace = Trace(expr)
+            memo[expr] = trace, closed_form(spec, expr, self.rules, {}, readable=False, trace=trace)
+        return memo[expr]
+
+    def vanishes(self, spec: Spec, expr) -> bool:
+        """Whether ``trace(spec, expr).result`` is 0, tidying only where that can decide it.
+
+        Tidying rewrites an expression into equal forms, so it reaches 0 only from something
+        identically zero; an untidied form that is a product of factors no rewriting can make
+        zero (``nonzero_form``) is not, and its tidying is skipped."""
+        rough, value = self.untidied(spec, expr)
+        if value == 0:
+            return True
+        if nonzero_form(spec, value):
+            return False
+        return self.trace(spec, expr).result == 0
 
 
 def fuse(ch: Chunked, names=None) -> Fused:
@@ -83,6 +109,8 @@ def fuse(ch: Chunked, names=None) -> Fused:
             trace = out.path_traces[(name, c.via)] = Trace(inliner.full(c.expr))
             out.path_values[(name, c.via)] = closed_form(spec, trace.start, rewrites, identities,
                                                          readable=False, trace=trace)
+            untidied = out.__dict__.setdefault("_untidied", {})
+            untidied.setdefault(trace.start, (trace, out.path_values[(name, c.via)]))
     out.identities = [Identity(k, v) for k, v in identities.items()]
     return out
 
@@ -122,6 +150,37 @@ def closed_form(spec: Spec, expr, rewrites, identities, readable=True, trace: Tr
     if trace is not None:
         trace.note("tidy", expr, tidied)
     return tidied
+
+
+def nonzero_form(spec: Spec, expr) -> bool:
+    """Whether ``expr`` is non-zero as a formal expression in its symbols and reductions, so that
+    no algebraic rewriting reaches 0: a product of non-zero numbers, symbols, sums of distinct
+    monomials (``n - 1``), numeric powers of these, ``Sum``s of these and arg-max masks (which
+    SymPy never evaluates). False means only "not shown"."""
+    if expr.is_Number:
+        return expr != 0
+    if expr.is_Symbol:
+        return True
+    if isinstance(expr, sp.Mul):
+        return all(nonzero_form(spec, f) for f in expr.args)
+    if isinstance(expr, sp.Pow):
+        return expr.exp.is_Number and nonzero_form(spec, expr.base)
+    if isinstance(expr, Sum):
+        return nonzero_form(spec, expr.body)
+    if isinstance(expr, ArgmaxMask):
+        return True
+    if isinstance(expr, sp.Add):  # SymPy gathers like terms, so distinct monomials stay distinct
+        return all(_monomial(t) for t in expr.args)
+    return False
+
+
+def _monomial(term) -> bool:
+    """A number times integer powers of symbols."""
+    for f in sp.Mul.make_args(term):
+        base, exp = f.as_base_exp()
+        if not (f.is_Number or base.is_Symbol and exp.is_Integer):
+            return False
+    return True
 
 
 def _round(spec: Spec, expr, rules, identities: dict, trace: Trace | None):
@@ -273,7 +332,18 @@ def sound_inverses(spec: Spec, value, expr) -> list:
 
 
 def rewrite(expr, rules: dict):
-    """``xreplace`` by ``rules``, and product patterns replaced inside larger products."""
+    """``xreplace`` by ``rules``, and product patterns replaced inside larger products;
+    memoised on a ``Rules`` (the closed forms of one layer repeat it on the same expressions)."""
+    if not isinstance(rules, Rules):
+        return _rewrite(expr, rules)
+    memo = rules.__dict__.setdefault("_rewritten", {})
+    key = (len(rules), expr)
+    if key not in memo:
+        memo[key] = _rewrite(expr, rules)
+    return memo[key]
+
+
+def _rewrite(expr, rules: dict):
     expr = expr.xreplace(rules)
     products = [(k, v) for k, v in rules.items() if isinstance(k, sp.Mul)]
     if not products:
@@ -315,8 +385,14 @@ def _into_sums(spec, e, products, bases):
 
 def _replace_factor(expr, key, value):
     """``expr = key**k * rest`` -> ``value**k * rest`` for the largest whole ``k >= 1``."""
-    have = sp.Mul(*[f for f in expr.args if not f.is_Number]).as_powers_dict()
     want = key.as_powers_dict()
+    present = set()
+    for f in expr.args:
+        if not f.is_Number:
+            present.update(f.as_powers_dict())
+    if any(b not in present for b in want):
+        return expr  # a base of the pattern is missing, so k = 0 (checked before building anything)
+    have = sp.Mul(*[f for f in expr.args if not f.is_Number]).as_powers_dict()
     ks = []
     for base, p in want.items():
         q = sp.sympify(have.get(base, 0))
@@ -356,6 +432,13 @@ def apply_identities(spec: Spec, expr, identities: dict):
 
 def definitional_value(spec: Spec, node: Sum):
     """The value of ``node`` if the bindings make it free of every tensor."""
+    memo = spec.memo("definitional_value")
+    if node not in memo:
+        memo[node] = _definitional_value(spec, node)
+    return memo[node]
+
+
+def _definitional_value(spec: Spec, node: Sum):
     if not _mentions_binding(spec, node):
         return None
     full = normalize(spec, inline_forward(spec, node))
@@ -366,6 +449,13 @@ def definitional_value(spec: Spec, node: Sum):
 
 def inline_forward(spec: Spec, expr):
     """Replace forward bindings by their definitions, down to the inputs."""
+    memo = spec.memo("inline_forward")
+    if expr not in memo:
+        memo[expr] = _inline_forward(spec, expr)
+    return memo[expr]
+
+
+def _inline_forward(spec: Spec, expr):
     defs = {t.symbol: t.expr for t in spec.bindings}
     for _ in range(len(defs) + 1):
         new = expr.xreplace(defs)

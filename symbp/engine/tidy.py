@@ -38,17 +38,20 @@ def tidy(spec: Spec, expr):
             cands.append(collected)
             if sp.count_ops(collected) < 120:  # factor_terms is slow on large expressions
                 cands.append(sp.factor_terms(collected))
-    cands += [merge_sums(spec, c) for c in cands]
-    cands = list(dict.fromkeys(cands))
-    expr = min(cands, key=lambda e: (cost(spec, e), sp.count_ops(e)))
+    cands = list(dict.fromkeys(cands))  # repeats merge to the same form: merge each form once
+    cands = list(dict.fromkeys(cands + [merge_sums(spec, c) for c in cands]))
+    costs = [cost(spec, e) for e in cands]
+    cheapest = [e for e, c in zip(cands, costs) if c == min(costs)]
+    # the first of the cheapest with the fewest operations, counting them only to break a tie
+    expr = cheapest[0] if len(cheapest) == 1 else min(cheapest, key=sp.count_ops)
     outside, brackets = [], []
     for f in sp.Mul.make_args(expr):
         (brackets if isinstance(f, sp.Add) else outside).append(f)
     if len(brackets) != 1:
         return expr
     bracket = brackets[0]
+    dens = [sp.fraction(sp.together(t))[1] for t in sp.Add.make_args(bracket)]
     for axis in spec.axis_list:
-        dens = [sp.fraction(sp.together(t))[1] for t in sp.Add.make_args(bracket)]
         if any(d == axis for d in dens):
             inner = sp.Add(*[sp.expand(axis * t, power_exp=False, power_base=False, log=False, deep=False)
                              for t in sp.Add.make_args(bracket)])

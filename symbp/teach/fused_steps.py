@@ -85,16 +85,16 @@ def zero_paths(spec, fused, all_paths, idmap) -> list:
     collects the identities those closed forms found, in the order found."""
     values = {tuple(p): v for p, v in all_paths}
 
-    def closed(key):
-        trace = fused.trace(spec, values[key])
+    def zero(key):
+        trace, _ = fused.untidied(spec, values[key])  # tidying finds no identities
         for k, v in trace.found.items():
             idmap.setdefault(k, v)
-        return trace
+        return fused.vanishes(spec, values[key])
 
     out = []
     for path, value in all_paths:
         prefix = tuple(path[:-1])
-        if closed(tuple(path)).result == 0 and (prefix not in values or closed(prefix).result != 0):
+        if zero(tuple(path)) and (prefix not in values or not zero(prefix)):
             out.append((path, value))
     return out
 
