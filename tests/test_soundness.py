@@ -353,3 +353,15 @@ def test_an_input_the_output_ignores_gets_zeros_from_both_backwards():
     for got in (fused, {"x": chunked["dx"], "w": chunked["dw"]}):
         assert_close(got["x"], torch.zeros_like(x), 0)
         assert_close(got["w"], want[1], 1e-15)
+
+
+def test_log_of_a_sigmoid_stays_finite_where_the_sigmoid_underflows():
+    x = torch.tensor([[-1000.0, -40.0, 0.0], [3.0, 40.0, 1000.0]], dtype=f64)
+    dy = torch.randn(2, 3, dtype=f64)
+    module = load_generated(str(SPECS / "log_sigmoid.py"))
+    out, ctx = module.forward(x)
+    assert_close(out, F.logsigmoid(x), 1e-15)
+    want, _ = reference(F.logsigmoid, [x], [0], dy)
+    fused, chunked = gradients("log_sigmoid.py", [x], dy)
+    assert_close(fused["x"], want[0], 1e-15)
+    assert_close(chunked["dx"], want[0], 1e-15)

@@ -30,6 +30,7 @@ from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.pytorch import TorchPrinter
 
 from symbp.codegen.contractions import Contractions, broadcast
+from symbp.functions import sigmoid
 from symbp.printing import PositiveFirst, shape_text
 from symbp.spec import ArgmaxMask, Max, Spec, SpecError, Sum
 
@@ -335,6 +336,12 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
     # -- elementwise functions (symbp.functions says which derivative each takes at a kink) --
     def _print_sigmoid(self, e):
         return f"torch.sigmoid({self._print(e.args[0])})"
+
+    def _print_log(self, e):
+        """``log(sigmoid(x))`` is ``logsigmoid``: finite where sigmoid underflows to 0 (x near -1000)."""
+        if isinstance(e.args[0], sigmoid):
+            return f"torch.nn.functional.logsigmoid({self._print(e.args[0].args[0])})"
+        return f"torch.log({self._print(e.args[0])})"
 
     def _print_softplus(self, e):
         return f"torch.nn.functional.softplus({self._print(e.args[0])})"
