@@ -632,3 +632,8 @@ def test_a_mistyped_gradient_name_is_noted_not_silently_ignored():
     report = graded("cross_entropy", "dlogit = probs\ndlogprobs = torch.zeros_like(logprobs)\n"
                                      "dlogprobs[range(n), Yb] = -1.0/n\n")
     assert any("dlogit is not a gradient" in note and "dlogits" in note for note in report.general_notes)
+
+
+def test_the_seeds_minibatch_name_xb_reads_as_the_embedding_indices():
+    report = graded("embedding", "dC = (F.one_hot(Xb, v).float().unsqueeze(-1) * demb.unsqueeze(2)).sum((0, 1))\n")
+    assert all(v.correct for v in report.verdicts)

@@ -81,6 +81,8 @@ class Reader(ExpressionReader):
         t = spec.tensors.get(name)
         if t is None and name in CLASS_ALIASES:
             t = self.class_tensor
+        if t is None and name.endswith("b") and getattr(spec.tensors.get(name[:-1]), "role", "") == "classes":
+            t = spec.tensors[name[:-1]]  # the seeds' minibatch name: Xb for the embedding's X
         if t is not None:
             if t.role == "classes":
                 return Index(t.index_dims, t.class_axis, t.symbol)
