@@ -635,5 +635,6 @@ def test_a_mistyped_gradient_name_is_noted_not_silently_ignored():
 
 
 def test_the_seeds_minibatch_name_xb_reads_as_the_embedding_indices():
-    report = graded("embedding", "dC = (F.one_hot(Xb, v).float().unsqueeze(-1) * demb.unsqueeze(2)).sum((0, 1))\n")
+    answer = "dC = (F.one_hot(Xb, v).float().unsqueeze(-1) * demb.unsqueeze(2)).sum((0, 1))\n"
+    report = graded("embedding", answer)
     assert all(v.correct for v in report.verdicts)
