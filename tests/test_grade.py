@@ -638,3 +638,14 @@ def test_the_seeds_minibatch_name_xb_reads_as_the_embedding_indices():
     answer = "dC = (F.one_hot(Xb, v).float().unsqueeze(-1) * demb.unsqueeze(2)).sum((0, 1))\n"
     report = graded("embedding", answer)
     assert all(v.correct for v in report.verdicts)
+
+
+@pytest.mark.parametrize("answer, right", [
+    ("dx = dy.clone()\ndx[x <= 0] = 0\n", True),
+    ("dx = dy * 1.0\ndx[x <= 0] *= 0\n", True),
+    ("dx = dy.clone()\ndx[x < 0] = 0\n", False),  # 1 at x = 0: only the branch points show it
+    ("dx = dy.clone()\ndx[x > 0] = 0\n", False),
+])
+def test_a_masked_assignment_is_read_along_the_positions_it_selects(answer, right):
+    (v,) = graded("relu", answer).verdicts
+    assert v.correct is right

@@ -203,11 +203,14 @@ class Reader(ExpressionReader):
                               f"(did you mean {close[0]}?); it is read as a helper and not graded")
 
     def assign_rows(self, target, value_node, op, stmt):
-        """``x[range(n), Yb] = v`` / ``-= v``: write along the one-hot positions."""
+        """``x[range(n), Yb] = v`` / ``-= v``: write along the one-hot positions; ``x[x <= 0] = 0``
+        (a comparison of the same shape as the mask) likewise along the positions it selects."""
         if not isinstance(target.value, ast.Name):
             self.fail(stmt, "only NAME[range(n), Yb] subscript assignment is supported")
         base = self.lookup(target.value)
-        idx = self.row_index(target.slice, base, stmt)
+        idx = self.mask_index(target.slice, base, stmt)
+        if idx is None:
+            idx = self.row_index(target.slice, base, stmt)
         if isinstance(base, Poison):
             self.assign(target.value.id, base, stmt)
             return
@@ -235,6 +238,19 @@ class Reader(ExpressionReader):
                 return
             new = base.expr * (1 - y) + delta.expr * y
         self.assign(target.value.id, Val(new, base.dims), stmt)
+
+    def mask_index(self, node, base, stmt):
+        """``x <= 0`` as the positions of a masked assignment, or None for any other index."""
+        if isinstance(node, ast.Tuple) or not isinstance(base, Val):
+            return None
+        mask = self.value(node)
+        if not (isinstance(mask, Val) and isinstance(mask.expr, sp.Piecewise) and len(mask.expr.args) == 2
+                and mask.expr.args[0].expr == 1 and mask.expr.args[1] == (0, sp.true)):
+            return None
+        if mask.dims != base.dims:
+            self.fail(stmt, f"a {dims_str(mask.dims)} mask cannot index a {dims_str(base.dims)} tensor "
+                            "(a masked assignment needs the mask in the tensor's own shape)")
+        return Index(base.dims, None, mask.expr)
 
     # -- results ---------------------------------------------------------
     def final(self, rec: Assignment):
