@@ -371,7 +371,8 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
             for op, fn in ((sp.StrictGreaterThan, "maximum"), (sp.StrictLessThan, "minimum")):
                 if ca == op(a, b) and cb == op(b, a) and sp.expand(mid - (a + b) / 2) == 0:
                     return f"torch.{fn}({self._print(a)}, {self._print(b)})"
-        if all(expr.is_Number for expr, _ in pairs):  # a step: take the dtype of a float tensor
+        numbers = all(expr.is_Number for expr, _ in pairs)
+        if numbers:  # a step: take the dtype of a float tensor
             like = self.float_like
             if like is None:
                 raise LoweringError(f"{e}: a piecewise constant needs a floating-point tensor in scope")
@@ -381,8 +382,9 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         code = self._print(pairs[-1][0])
         if pairs[-1][1] != sp.true:
             raise LoweringError(f"{e}: the last branch of a Piecewise must be the 'True' (otherwise) branch")
-        if not any(self.dims(expr) for expr, _ in pairs):  # all Python scalars (an option among them):
-            if self.float_like is None:  # torch.where would make them float32 whatever the inputs
+        # Python scalars with an option among them: torch.where alone would make them float32
+        if not numbers and not any(self.dims(expr) for expr, _ in pairs):
+            if self.float_like is None:
                 raise LoweringError(f"{e}: a piecewise scalar needs a floating-point tensor in scope")
             code = f"{self.float_like}.new_tensor({code})"
         for expr, cond in reversed(pairs[:-1]):
