@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -16,6 +17,9 @@ def test_backprop_ninja_notebook_runs(tmp_path, monkeypatch):
 
     path = REPO / "examples" / "backprop_ninja.ipynb"
     nb = nbformat.read(path, as_version=4)
+    with warnings.catch_warnings():  # every cell has an id (nbformat 4.5 will make it an error)
+        warnings.simplefilter("error")
+        nbformat.validate(nb)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), \
         "the notebook is stored without outputs; the run below makes them"
     # a small word list, so the run needs no download and stays quick
