@@ -29,16 +29,24 @@ def tex_rows(p, eq, kind, document=False) -> list:
         rows.append(r"%s &= %s && \text{local partial}" % (p.doprint(part), p.doprint(value)))
     printed = [[p.grouped(step.expr)] if (kind == "result" and i == len(eq.chain) - 1) else p.lines(step.expr)
                for i, step in enumerate(eq.chain)]
-    # the reasons' column sits right of the widest line: below each line when any is wide
-    long = document and any(_visible_width(x) > 55 for pieces in printed for x in pieces)
-    for i, step in enumerate(eq.chain):
-        pieces = printed[i]
+    tails = []
+    for step in eq.chain:
         tail = ""
         if step.reason and len(eq.chain) > 1:
             tail = tex_reason(step.reason)
         elif eq.shape and kind in ("forward", "result"):
             tail = r"\text{scalar}" if eq.shape == "()" else r"\text{%s}" % eq.shape
+        tails.append(tail)
+    # the reasons' column sits right of the widest line (and the lhs column left of it): below
+    # each line when a line and the widest reason would not fit the page side by side
+    widest = max([_visible_width(x) for pieces in printed for x in pieces] or [0]) + _visible_width(lhs)
+    long = document and (widest > 55 or widest + max(map(_visible_width, tails), default=0) > 80)
+    for i, step in enumerate(eq.chain):
+        pieces = printed[i]
+        tail = tails[i]
         for j, piece in enumerate(pieces):
+            if document:
+                piece = _fit(piece)
             left = lhs if (i == 0 and j == 0) else ""
             op = "&= " if j == 0 else r"&\qquad "
             end = tail and j == len(pieces) - 1 and not long
@@ -56,15 +64,30 @@ def aligned(rows, sep=" \\\\\n") -> str:
 
 
 def _visible_width(tex: str) -> int:
-    """A rough count of the characters a TeX line shows (macro names and braces do not show)."""
+    """A rough count of the characters a TeX line shows (macro names and braces do not show; a
+    product dot with its spacing and a sum sign count two)."""
+    tex = re.sub(r"\\(sum|prod)_\{[^}]*\}|\\cdot", "**", tex)
     return len(re.sub(r"\\[A-Za-z]+|[{}^_ ]|\\.", "", tex))
 
 
+#: Visible characters of a math line that fit the document's text width at 10pt (1.5cm margins).
+FITS = 78
+
+
+def _fit(piece: str) -> str:
+    """A line too wide for the page, scaled down to fit (not below half size): one term of a
+    sum can be wider than the page, and an overfull line is cut off at the edge."""
+    width = _visible_width(piece)
+    if width <= FITS:
+        return piece
+    return r"\scalebox{%.2f}{$\displaystyle %s$}" % (max(0.5, FITS / width), piece)
+
+
 def latex_document(d) -> str:
-    """A complete document that compiles with pdflatex (amsmath, amssymb, geometry)."""
+    """A complete document that compiles with pdflatex (amsmath, amssymb, graphicx, geometry)."""
     lesson = d.lesson
     p = TexPrinter(d.spec)
-    out = [r"\documentclass[10pt]{article}", r"\usepackage{amsmath,amssymb}",
+    out = [r"\documentclass[10pt]{article}", r"\usepackage{amsmath,amssymb,graphicx}",
            r"\usepackage[margin=1.5cm]{geometry}", r"\allowdisplaybreaks", r"\setlength{\parindent}{0pt}",
            r"\begin{document}", r"\section*{%s}" % tex_prose(f"{d.name}: {d.layer.description}"),
            r"Options: %s." % tex_prose(settings_words(d)), r"\subsection*{How to read this}",
