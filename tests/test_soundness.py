@@ -365,3 +365,17 @@ def test_log_of_a_sigmoid_stays_finite_where_the_sigmoid_underflows():
     fused, chunked = gradients("log_sigmoid.py", [x], dy)
     assert_close(fused["x"], want[0], 1e-15)
     assert_close(chunked["dx"], want[0], 1e-15)
+
+
+def test_a_clamp_written_with_min_and_max_matches_hardtanh_and_check_can_verify_it(capsys):
+    """``symbp check`` refused it: neither the reference nor the exact test read ``ITE`` conditions."""
+    from symbp.cli import main
+
+    x = torch.tensor([[-2.0, -1.0, -0.5, 0.0], [0.5, 1.0, 3.0, 1e-3]], dtype=f64)  # both kinks exactly
+    dy = torch.randn(2, 4, dtype=f64)
+    want, _ = reference(F.hardtanh, [x], [0], dy)
+    fused, chunked = gradients("clamp.py", [x], dy)
+    assert_close(fused["x"], want[0], 1e-15)
+    assert_close(chunked["dx"], want[0], 1e-15)
+    assert main(["check", str(SPECS / "clamp.py"), "--dtype", "float64"]) == 0
+    assert "2 of 2 gradients match" in capsys.readouterr().out

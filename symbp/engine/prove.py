@@ -318,8 +318,15 @@ class _ExactEvaluator:
             return all(self._holds(a, idx) for a in c.args)
         if isinstance(c, sp.Or):
             return any(self._holds(a, idx) for a in c.args)
+        if isinstance(c, sp.Not):
+            return not self._holds(c.args[0], idx)
+        if isinstance(c, sp.ITE):  # if a then b else c, as SymPy writes a clamp's conditions
+            return self._holds(c.args[1] if self._holds(c.args[0], idx) else c.args[2], idx)
+        if c is sp.true or c is sp.false:
+            return c is sp.true
         ops = {sp.StrictGreaterThan: lambda a, b: a > b, sp.GreaterThan: lambda a, b: a >= b,
-               sp.StrictLessThan: lambda a, b: a < b, sp.LessThan: lambda a, b: a <= b}
+               sp.StrictLessThan: lambda a, b: a < b, sp.LessThan: lambda a, b: a <= b,
+               sp.Eq: lambda a, b: a == b, sp.Ne: lambda a, b: a != b}
         for cls, op in ops.items():
             if isinstance(c, cls):
                 return bool(op(_mp(self._ev(c.lhs, idx)), _mp(self._ev(c.rhs, idx))))

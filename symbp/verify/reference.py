@@ -194,6 +194,15 @@ class Evaluator:
             return torch.stack(torch.broadcast_tensors(*[self.condition(a) for a in c.args])).all(0)
         if isinstance(c, sp.Or):
             return torch.stack(torch.broadcast_tensors(*[self.condition(a) for a in c.args])).any(0)
+        if isinstance(c, sp.Not):
+            return ~self.condition(c.args[0])
+        if isinstance(c, sp.ITE):  # if a then b else c, as SymPy writes a clamp's conditions
+            return torch.where(*(self.condition(a) for a in c.args))
+        if c is sp.true or c is sp.false:
+            return torch.tensor(c is sp.true)
+        if isinstance(c, (sp.Eq, sp.Ne)):
+            op = torch.eq if isinstance(c, sp.Eq) else torch.ne
+            return op(self(c.lhs).detach(), self(c.rhs).detach())
         raise ReferenceError(f"the reference cannot evaluate the condition {c}")
 
 
