@@ -18,13 +18,11 @@ import sympy as sp
 from symbp.engine.derivation import derive
 from symbp.engine.reverse import grad_name
 from symbp.engine.simplify import basis_rewrites, closed_form
-from symbp.grading.exact import MP, close, neg, real, to_mp
+from symbp.grading.exact import MP, UNDEFINED, close, neg, real, to_mp
 from symbp.grading.report import Verdict
 from symbp.grading.values import dims_str
 from symbp.grading.world import dependents
 from symbp.spec import Sum
-
-UNDEFINED = (ZeroDivisionError, ValueError, OverflowError)  # an evaluation outside the domain
 
 
 class Diagnoses:

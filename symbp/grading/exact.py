@@ -22,6 +22,8 @@ MP_DIGITS = 50
 MP = mpmath.MPContext()  # a private context: the global mpmath precision stays as it is
 MP.dps = MP_DIGITS
 TOLERANCE = MP.mpf(10) ** -(MP_DIGITS - 12)
+#: The errors of an evaluation outside the domain (a division by zero, log of a negative, ...).
+UNDEFINED = (ZeroDivisionError, ValueError, OverflowError)
 
 
 class Dual:

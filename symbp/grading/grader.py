@@ -25,8 +25,8 @@ from symbp.engine.derivation import derive
 from symbp.engine.prove import residual
 from symbp.engine.reverse import grad_name
 from symbp.engine.simplify import Inliner
-from symbp.grading.diagnoses import UNDEFINED, Diagnoses
-from symbp.grading.exact import close, real
+from symbp.grading.diagnoses import Diagnoses, _fmt_number
+from symbp.grading.exact import UNDEFINED, close, real
 from symbp.grading.precision import float32_notes, precision_notes
 from symbp.grading.reader import Reader
 from symbp.grading.report import Report, Verdict
@@ -74,15 +74,13 @@ class Grader(Diagnoses):
         report.general_notes = list(reader.notes)
         return report
 
-    def matches_on_kinks(self, value, t, dout_one: bool, *exprs) -> bool:
-        """Also equal where the answer or the gradient branches (``x > 0.1`` against ``x > 0``);
-        True when nothing branches on an argument. A world where the gradient itself is
-        undefined is skipped; one where only the answer is undefined is a mismatch."""
-        return self.kink_mismatch(value, t, dout_one, *exprs) is None
+    def kink_mismatch(self, value, t, dout_one: bool, critical: dict):
+        """The first probe world where the answer differs from the gradient, or None.
 
-    def kink_mismatch(self, value, t, dout_one: bool, *exprs):
-        """The first probe world (see ``matches_on_kinks``) where the answer differs, or None."""
-        critical = critical_values(self.spec, *exprs)
+        Probe worlds put the arguments the answer or the gradient branch on at, beside and
+        between their critical values (``x > 0.1`` against ``x > 0``). A world where the
+        gradient itself is undefined is skipped; one where only the answer is undefined is
+        a mismatch."""
         for w in probe_worlds(self.spec, dout_one, critical) if critical else ():
             try:
                 w.gradient(t.name)
@@ -92,16 +90,16 @@ class Grader(Diagnoses):
                 return w
         return None
 
-    def kink_diagnosis(self, value, t, world, full) -> str:
+    def kink_diagnosis(self, value, t, world, critical: dict) -> str:
         """Where an answer right at random points goes wrong: the first differing element."""
         got, want = world.over(value, t.dims), world.gradient(t.name)
         for idx, g in got.items():
             if not close(g, want[idx]):
-                same_dims = [name for name in critical_values(self.spec, full)
-                             if self.spec.tensors[name].dims == t.dims]
-                at = " and ".join(f"{name} = {_plain(world.values[name][idx])}" for name in same_dims)
+                same_dims = [name for name in critical if self.spec.tensors[name].dims == t.dims]
+                at = " and ".join(f"{name} = {_fmt_number(real(world.values[name][idx]))}"
+                                  for name in same_dims)
                 return (f"right at random points, but not where it branches: at {at or 'a branch point'} "
-                        f"yours is {_plain(g)}, the gradient {_plain(want[idx])}")
+                        f"yours is {_fmt_number(real(g))}, the gradient {_fmt_number(real(want[idx]))}")
         return "right at random points, but not where it branches"
 
     # -- one gradient ------------------------------------------------------
@@ -157,13 +155,14 @@ class Grader(Diagnoses):
             v.notes.extend(float32_notes(spec, full, derived_full, dout_one))
             return v
         if same and self.matches(value, t, self.worlds(dout_one, count=8)):
-            kink = self.kink_mismatch(value, t, dout_one, full, derived_full)
+            critical = critical_values(self.spec, full, derived_full)
+            kink = self.kink_mismatch(value, t, dout_one, critical)
             if kink is None:
                 v.correct = True
                 v.notes.append("equal by the exact randomised test (8 sizes and seeds, and points on "
                                "its branch points); the symbolic reduction did not reach zero")
                 return v
-            v.diagnosis = self.kink_diagnosis(value, t, kink, full)
+            v.diagnosis = self.kink_diagnosis(value, t, kink, critical)
         if proven and not same:
             v.notes.append("the symbolic reduction says equal but exact evaluation disagrees; "
                            "graded wrong (please report this)")
@@ -204,10 +203,3 @@ def grade(layer: str, source: str, filename: str = "ANSWER.py", **options) -> Re
     """Grade ``source`` (the answer's Python text) against ``layer`` built with ``options``."""
     return Grader(layer, options).grade(source, filename)
 
-
-def _plain(x) -> str:
-    """A value for a message: a short fraction, else a decimal."""
-    x = real(x)
-    if hasattr(x, "denominator") and x.denominator <= 1000:
-        return str(x)
-    return f"{float(x):.4g}"
