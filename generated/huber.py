@@ -29,7 +29,7 @@ def forward(pred, target, delta=DELTA, chunked=True):
     d = pred.shape[1]
     r = pred - target  # (n, d) r = pred - target
     # () loss = Σ_n(Σ_d(Piecewise((r**2/2, delta >= Abs(r)), (delta*(Abs(r) - delta/2), True))))/(d*n)
-    loss = (torch.where((delta >= torch.abs(r)), (1/2)*r**2, delta*(torch.abs(r) - (1/2)*delta))).mean()
+    loss = torch.where((delta >= torch.abs(r)), (1/2)*r**2, delta*(torch.abs(r) - (1/2)*delta)).mean()
     if not chunked:
         return loss, {"n": n, "d": d, "r": r, "delta": delta}
     _ctx = {

@@ -33,7 +33,7 @@ def forward(x, gain, bias, eps=EPS, chunked=True):
     var = (xc**2).mean(1, keepdim=True)  # (n, 1) var = Σ_d(xc**2)/d
     rstd = torch.rsqrt(eps + var)  # (n, 1) rstd = 1/sqrt(eps + var)
     xhat = rstd*xc  # (n, d) xhat = rstd*xc
-    y = bias + gain*xhat  # (n, d) y = bias + gain*xhat
+    y = torch.addcmul(bias, gain, xhat)  # (n, d) y = bias + gain*xhat
     if not chunked:
         return y, {"d": d, "gain": gain, "rstd": rstd, "xhat": xhat}
     _ctx = {

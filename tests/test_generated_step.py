@@ -151,3 +151,17 @@ def test_generated_function_compiles_as_one_graph(layer, sizes):
     for a, b in zip(compiled, eager):
         if b.grad is not None:
             torch.testing.assert_close(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("n", [2, 5, 64])
+def test_first_bias_gradient_is_zero_as_the_step_assumes(n):
+    """The generated step returns ``db1 = 0`` without computing it: BatchNorm's mean removes b1.
+    Autograd on the independent forward agrees to rounding, at any batch size and scale."""
+    params = init_params(27, 3, n_hidden=48, dtype=torch.float64, seed=n)
+    params["b1"] = params["b1"] * 1e3  # a large bias must cancel just as well
+    X, Y = batch(n, seed=n)
+    _, grads = reference_step(params, X, Y)
+    scale = max(v.abs().max().item() for v in grads.values())
+    assert grads["b1"].abs().max().item() <= 1e-12 * scale
+    _, mine = GeneratedStep()(params, X, Y)
+    assert torch.equal(mine["b1"], torch.zeros_like(params["b1"]))

@@ -146,6 +146,9 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         mean = self._mean(e)
         if mean is not None:
             return mean
+        expanded = self._expand_one_plus(e)
+        if expanded is not None:
+            return self._print_Add(expanded)
         coeff, rest = e.as_coeff_Mul()
         factors = sp.Mul.make_args(rest)
         steps = [f for f in factors if isinstance(f, sp.Piecewise) and len(f.args) == 2
@@ -191,6 +194,24 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
             left = f"({left})"
         return f"{sign}{left}*{self.parenthesize(big, PRECEDENCE['Mul'])}"
 
+    def _expand_one_plus(self, e):
+        """``a*(1 + c*f + ...)`` as ``a + c*a*f + ...`` when ``a`` is a named tensor as large as
+        the product and every other term is a number times one tensor: each term then rides on
+        one ``addcmul`` (``dh*(1 - h**2)`` is two calls, not three), else None."""
+        factors = sp.Mul.make_args(e)
+        if len(factors) != 2:
+            return None
+        for a, total in (factors, factors[::-1]):
+            if not (a.is_Symbol and isinstance(total, sp.Add) and self.dims(a) == self.dims(e)
+                    and self._surely_float(a)):
+                continue
+            one, rest = total.as_coeff_Add()
+            terms = sp.Add.make_args(rest)
+            splits = [self._split_term(t) for t in terms]
+            if one == 1 and all(len(fs) == 1 and (c in (1, -1) or self._foldable(c)) for c, fs in splits):
+                return sp.Add(a, *[a * t for t in terms], evaluate=False)
+        return None
+
     def _print_small(self, inner, after_scale: bool = True) -> str:
         """The smaller tensors of a product, parenthesised as one factor where needed."""
         code = super()._print_Mul(inner) if isinstance(inner, sp.Mul) else self._print(inner)
@@ -233,22 +254,33 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         if any(not fs for _, _, fs in split):  # a number among the terms: plain arithmetic
             return super()._print_Add(e, order=order)
         folds = [self._foldable(c) and len(fs) <= 2 and self._mean(t) is None for t, c, fs in split]
-        rest = [t for (t, _, _), f in zip(split, folds) if not f]
-        fold = [(t, c, fs) for (t, c, fs), f in zip(split, folds) if f]
+        rest = [s for s, f in zip(split, folds) if not f]
+        fold = [s for s, f in zip(split, folds) if f]
         # the base must be floating point: with integer tensors only, alpha=/value= would be
         # truncated to an integer (or refused); a scaled float term joins the base if need be
-        if not any(self._surely_float(t) for t in rest):
+        if not any(self._surely_float(t) for t, _, _ in rest):
             first = next((i for i, (t, _, _) in enumerate(fold) if self._surely_float(t)), None)
             if first is None:
                 return super()._print_Add(e, order=order)
-            rest.append(fold.pop(first)[0])
+            rest.append(fold.pop(first))
+        # a plain product of two rides on addcmul as well (``a - f*g`` is one call, not a
+        # multiply and a subtract) while another floating term is left to be the base
+        for term in list(rest):
+            t, c, fs = term
+            others = [r for r in rest if r is not term]
+            if (c in (1, -1) and len(fs) == 2 and self._mean(t) is None
+                    and any(self._surely_float(r[0]) for r in others)):
+                rest.remove(term)
+                fold.append(term)
         if not fold:
             return super()._print_Add(e, order=order)
+        rest = [t for t, _, _ in rest]
         code = self._print(sp.Add(*rest, evaluate=False)) if len(rest) > 1 else self._print(rest[0])
         for _, c, fs in fold:  # torch.add with a negative alpha, not torch.sub: sub refuses bool masks
             args = ", ".join(self._print(f) for f in fs)
             if len(fs) == 2:
-                code = f"torch.addcmul({code}, {args}, value={self._coefficient(c)})"
+                value = "" if c == 1 else f", value={self._coefficient(c)}"
+                code = f"torch.addcmul({code}, {args}{value})"
             else:
                 code = f"torch.add({code}, {args}, alpha={self._coefficient(c)})"
         return code
@@ -408,7 +440,8 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
     def _method(self, e, call: str) -> str:
         """``(code).call`` with parentheses only where needed."""
         code = self._print(e)
-        if not (e.is_Symbol or isinstance(e, (Sum, Max, ArgmaxMask))) or code.startswith("-"):
+        whole = e.is_Symbol or isinstance(e, (Sum, Max, ArgmaxMask)) or _is_call(code)
+        if not whole or code.startswith("-"):
             code = f"({code})"
         return f"{code}.{call}"
 

@@ -6,7 +6,8 @@ generated backward passes read, named as in the layer specs (``bnraw``,
 ``bnvar_inv``, ``h``, ...). Every gradient then comes from a module in
 ``generated/``, derived by symbp from the layer specs: this file only hands
 each generated ``backward`` its saved tensors and runs them in reverse order.
-The two non-generated operations are changes of shape (``view`` between the
+The one gradient not computed is ``db1``: it is exactly zero (BatchNorm removes
+the first layer's bias). The two non-generated operations are changes of shape (``view`` between the
 embedding's (n, block, n_embd) and the first linear layer's (n,
 block*n_embd)), and the cross-entropy's saved ``probs``, a forward quantity.
 
@@ -45,7 +46,11 @@ def generated_step(params: dict, Xb, Yb):
     dhprebn, dbngain, dbnbias = batchnorm.backward(
         {"n": n, "bngain": params["bngain"], "bnvar_inv": bnvar_inv, "bnraw": bnraw}, dhpreact)
     del bnraw, dhpreact
-    dembcat, dW1, db1 = linear.backward({"x": embcat, "W": W1}, dhprebn)
+    # db1 is zero, not computed: BatchNorm subtracts the batch mean, so a bias added before it
+    # cancels out of the loss (symbp's whole-network derivation proves db1 = 0; see
+    # benchmarks/whole_network.py, and the tests check it against autograd)
+    dembcat, dW1, _ = linear.backward({"x": embcat, "W": W1}, dhprebn, needs=(True, True, False))
+    db1 = torch.zeros_like(params["b1"])
     del embcat, dhprebn
     (dC,) = embedding.backward({"v": C.shape[0], "e": C.shape[1], "X": Xb}, dembcat.view(*Xb.shape, -1))
     return loss, (dC, dW1, db1, dW2, db2, dbngain, dbnbias)
