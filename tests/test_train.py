@@ -135,6 +135,22 @@ def test_calibrate_is_the_mean_and_bessel_variance_over_all_examples():
     torch.testing.assert_close(stats["bnvar"], hpreact.var(0, keepdim=True, unbiased=True))
 
 
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+def test_calibrate_matches_two_pass_float64_statistics(offset):
+    """The moment form (no hidden layer built) against torch's two-pass var in float64, also when
+    a large bias puts the mean far from zero (where a one-pass variance would cancel)."""
+    params, _, _ = tiny_model()
+    params = {k: v.double() for k, v in params.items()}
+    params["b1"] = params["b1"] + offset
+    X = torch.randint(0, 7, (257, 3), generator=torch.Generator().manual_seed(5))
+    stats = calibrate(params, X, chunk=50)
+    hprebn = params["C"][X].reshape(257, -1) @ params["W1"] + params["b1"]
+    var = hprebn.var(0, keepdim=True)
+    torch.testing.assert_close(stats["bnmean"], hprebn.mean(0, keepdim=True), rtol=1e-12, atol=0)
+    torch.testing.assert_close(stats["bnvar"], var, rtol=1e-14 * (1 + offset**2 / var.min().item()), atol=0)
+    assert stats["bnmean"].dtype == stats["bnvar"].dtype == torch.float64
+
+
 def test_split_loss_uses_the_calibrated_statistics_in_chunks():
     params, _, _ = tiny_model()
     g = torch.Generator().manual_seed(4)
