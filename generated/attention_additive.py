@@ -35,7 +35,7 @@ def forward(q, k, v, bias, chunked=True):
     t = q.shape[1]
     s = k.shape[1]
     h = q.shape[2]
-    att = bias + (1/h**(0.5))*(q @ k.mT)  # (b, t, s) att = bias + Σ_h(k*q)/sqrt(h)
+    att = torch.add((1/h**(0.5))*(q @ k.mT), bias)  # (b, t, s) att = bias + Σ_h(k*q)/sqrt(h)
     m = att.amax(2, keepdim=True)  # (b, t, 1) m = max_s(att)
     counts = torch.exp(att - m)  # (b, t, s) counts = exp(att - m)
     probs = 1/counts.sum(2, keepdim=True)*counts  # (b, t, s) probs = counts/Σ_s(counts)

@@ -47,7 +47,7 @@ def backward(_ctx, dloss, needs=None):
     d = _ctx["d"]
     z = _ctx["z"]
     t = _ctx["t"]
-    dz = (dloss/(d*n))*(torch.sigmoid(z) - t)  # (n, d) (3) fused: dloss -> dz
+    dz = (dloss/(d*n))*torch.add(torch.sigmoid(z), t, alpha=-1)  # (n, d) (3) fused: dloss -> dz
     return (dz,)
 
 
@@ -57,7 +57,8 @@ def backward_chunked(_ctx, dloss):
     d = _ctx["d"]
     z = _ctx["z"]
     t = _ctx["t"]
-    dz = (dloss/(d*n))*(torch.sigmoid(z) - t)  # (n, d) (2) through loss = Σ_n(Σ_d(softplus(z) - t*z))/(d*n)
+    # (n, d) (2) through loss = Σ_n(Σ_d(softplus(z) - t*z))/(d*n)
+    dz = (dloss/(d*n))*torch.add(torch.sigmoid(z), t, alpha=-1)
     return {
         "dz": dz,
     }

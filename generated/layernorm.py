@@ -71,8 +71,8 @@ def backward(_ctx, dy, needs=None):
         dxhat = gain*dy  # (n, d) fused: as dxhat in the chunked pass
         # (n, d) (18) fused: dy -> dx
         dx = (
-            rstd*torch.addcmul(gain*dy - dxhat.mean(1, keepdim=True), xhat, (xhat*dxhat).sum(1, keepdim=True),
-            value=-1/d)
+            rstd*torch.addcmul(torch.addcmul(-dxhat.mean(1, keepdim=True), xhat,
+            (xhat*dxhat).sum(1, keepdim=True), value=-1/d), dy, gain)
         )
     if needs[1]:
         dgain = (dy*xhat).sum(0)  # (d,) (19) fused: dy -> dgain

@@ -379,3 +379,27 @@ def test_a_clamp_written_with_min_and_max_matches_hardtanh_and_check_can_verify_
     assert_close(chunked["dx"], want[0], 1e-15)
     assert main(["check", str(SPECS / "clamp.py"), "--dtype", "float64"]) == 0
     assert "2 of 2 gradients match" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, f64])
+def test_products_of_two_ride_on_addcmul_over_any_data_dtype(dtype):
+    """``k*j`` and ``dy*(1 - k)`` fold into ``addcmul`` onto a floating base: right on int64,
+    bool and float data, forward and both backwards, against autograd on plain torch."""
+    n, d = 5, 4
+    x = torch.randn(d, n, dtype=f64).T  # non-contiguous
+    k, j = torch.randint(0, 2, (n, d)).to(dtype), torch.randint(-3, 4, (n, d)).to(dtype)
+    x[0, 0] = 0.0  # a zero input and a zero data entry
+    k[0, 1] = 0
+
+    def forward(x):
+        return x * (1 - k.to(f64)) + k.to(f64) * j.to(f64) + x * x * (1 + j.to(f64) / 3)
+
+    dy = torch.randn(n, d, dtype=f64)
+    want, _ = reference(forward, [x], [0], dy)
+    path = str(SPECS / "product_terms.py")
+    assert "torch.addcmul(" in render_variant(Variant("product_terms", path, {}), path)["product_terms.py"]
+    module = load_generated(path)
+    out, ctx = module.forward(x, k, j)
+    assert_close(out, forward(x), 1e-12)
+    assert_close(module.backward(ctx, dy)[0], want[0], 1e-12)
+    assert_close(module.backward_chunked(ctx, dy)["dx"], want[0], 1e-12)

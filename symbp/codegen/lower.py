@@ -34,6 +34,8 @@ from symbp.functions import sigmoid
 from symbp.printing import PositiveFirst, shape_text
 from symbp.spec import ArgmaxMask, Max, Spec, SpecError, Sum
 
+_ONTO_FLOAT = object()  # printing an argument that torch.add/addcmul computes in its base's dtype
+
 
 class LoweringError(SpecError):
     """An expression symbp cannot turn into torch code."""
@@ -68,6 +70,7 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         self.env = dims  # Symbol -> dims, for tensors, adjoints and temporaries
         self._memo: dict = {}
         self._floats: set | None = None  # symbols that are floating point whatever the data
+        self._stack: list = []  # the expressions being printed, innermost last
 
     # -- dims -------------------------------------------------------------
     def dims(self, e) -> tuple:
@@ -104,8 +107,63 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
             raise LoweringError(f"{e} has no axis {axis}")
         return d.index(axis)
 
+    # -- data arithmetic ----------------------------------------------------
+    def _print(self, expr, **kwargs):
+        """Prints ``expr`` knowing its parent: ``_print_Symbol`` reads it (see ``_data_cast``)."""
+        self._stack.append(expr)
+        try:
+            return super()._print(expr, **kwargs)
+        finally:
+            self._stack.pop()
+
+    def _print_onto_float(self, e) -> str:
+        """``e`` as an argument of ``torch.add``/``addcmul`` onto a floating base: torch computes
+        those in the base's dtype, so a data tensor there needs no cast."""
+        self._stack.append(_ONTO_FLOAT)
+        try:
+            return self._print(e)
+        finally:
+            self._stack.pop()
+
+    def _data_cast(self, s) -> bool:
+        """Whether data tensor ``s`` must take ``float_like``'s dtype where it is printed. Data are
+        numbers of the layer, but torch computes in the data's own dtype: ``(1/3)*j`` for int64
+        ``j`` in its default float32 (rounding a float64 layer at 1e-8), ``1 - m`` and ``-m`` for
+        a bool mask not at all, ``m1 + m2`` as a logical or. A factor of a product with other
+        tensors and positive integers (``m*x``, ``2*k*j``), a reduction, a comparison and a whole
+        statement are exact in any dtype and stay as they are."""
+        if self.float_like is None or s.name == self.float_like or not self._is_tensor_value(s) \
+                or self._surely_float(s):
+            return False
+        parent = self._stack[-2] if len(self._stack) > 1 else None
+        exact = (Sum, Max, sp.core.relational.Relational, sp.logic.boolalg.Boolean)
+        if parent is None or parent is _ONTO_FLOAT or isinstance(parent, exact):
+            return False
+        if isinstance(parent, sp.Mul):
+            return not all(a is s or (a.is_Integer and a > 0) or (not a.is_Number and self.dims(a))
+                           for a in parent.args)
+        return True
+
+    def _data_only(self, e) -> bool:
+        """Whether ``e`` reads tensors, none of them surely floating point (data, or what is computed
+        from data alone)."""
+        tensors = [s for s in e.free_symbols if self._is_tensor_value(s)]
+        return bool(tensors) and not self._surely_float(e)
+
+    def _is_tensor_value(self, s) -> bool:
+        if self.spec.is_tensor(s):
+            return self.spec.tensor_of(s).role != "classes"  # one-hot prints in float_like's dtype
+        return s in self.env and bool(self.env[s])
+
+    def mark_float(self, sym, expr) -> None:
+        """Record that temporary ``sym`` (bound to ``expr``) is floating point if ``expr`` is."""
+        if self._surely_float(expr):
+            self._floats.add(sym)
+
     # -- leaves -----------------------------------------------------------
     def _print_Symbol(self, s):
+        if self._data_cast(s):
+            return f"{s.name}.to({self.float_like}.dtype)"
         if self.spec.is_tensor(s) and self.spec.tensor_of(s).role == "classes":
             t = self.spec.tensor_of(s)
             if t.dims[-1] != t.class_axis:
@@ -264,11 +322,14 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
                 return super()._print_Add(e, order=order)
             rest.append(fold.pop(first))
         # a plain product of two rides on addcmul as well (``a - f*g`` is one call, not a
-        # multiply and a subtract) while another floating term is left to be the base
+        # multiply and a subtract), and a data tensor on torch.add (``p - t`` with bool or int
+        # ``t``: computed in the base's dtype), while another floating term is left as the base
         for term in list(rest):
             t, c, fs = term
             others = [r for r in rest if r is not term]
-            if (c in (1, -1) and len(fs) == 2 and self._mean(t) is None
+            data = len(fs) == 1 and fs[0].is_Symbol and self._is_tensor_value(fs[0]) \
+                and not self._surely_float(fs[0])
+            if (c in (1, -1) and (len(fs) == 2 or data) and self._mean(t) is None
                     and any(self._surely_float(r[0]) for r in others)):
                 rest.remove(term)
                 fold.append(term)
@@ -277,12 +338,13 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         rest = [t for t, _, _ in rest]
         code = self._print(sp.Add(*rest, evaluate=False)) if len(rest) > 1 else self._print(rest[0])
         for _, c, fs in fold:  # torch.add with a negative alpha, not torch.sub: sub refuses bool masks
-            args = ", ".join(self._print(f) for f in fs)
+            args = ", ".join(self._print_onto_float(f) for f in fs)
             if len(fs) == 2:
                 value = "" if c == 1 else f", value={self._coefficient(c)}"
                 code = f"torch.addcmul({code}, {args}{value})"
             else:
-                code = f"torch.add({code}, {args}, alpha={self._coefficient(c)})"
+                alpha = "" if c == 1 else f", alpha={self._coefficient(c)}"
+                code = f"torch.add({code}, {args}{alpha})"
         return code
 
     def _minus_one_hot(self, e):

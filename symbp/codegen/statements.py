@@ -63,6 +63,7 @@ def _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known) -> l
             sym = name_for(node)
             code, dims = printer._contraction(node)
             env[sym] = dims
+            printer.mark_float(sym, node)
             note = (f"fused: as {sym.name} in the chunked pass, used more than once"
                     if sym.name in chunked_names else "contraction used more than once")
             stmts.append(Stmt(sym.name, code, dims, note, reads=_names(node)))
@@ -85,6 +86,7 @@ def _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known) -> l
     printer.sizes_used = set()
     for sym, sub in temps:
         env[sym] = printer.dims(sub)  # the printer reads env, so later temps see this one
+        printer.mark_float(sym, sub)
         note = comments.get(sym.name, notes.get(sym.name, ""))
         stmts.append(printed(Stmt(sym.name, printer.doprint(sub), env[sym], note, reads=_names(sub))))
     for (target, _, dims, comment), e in zip(rows, reduced):

@@ -1,0 +1,15 @@
+"""Products of two as addcmul, over data that may be int64 or bool: y = x*(1 - k) + k*j + x*x*(1 + j/3)."""
+from symbp.spec import Spec
+
+OPTIONS = {}
+
+
+def build():
+    s = Spec("product_terms", "plain products of two and a*(1 + c*f) over data tensors")
+    n, d = s.axes("n d")
+    x = s.input("x", (n, d))
+    k = s.data("k", (n, d))
+    j = s.data("j", (n, d))
+    s.output("y", x * (1 - k) + k * j + x * x * (1 + j / 3))
+    s.save(x, k, j)
+    return s
