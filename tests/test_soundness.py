@@ -399,7 +399,7 @@ def test_products_of_two_ride_on_addcmul_over_any_data_dtype(dtype):
     path = str(SPECS / "product_terms.py")
     assert "torch.addcmul(" in render_variant(Variant("product_terms", path, {}), path)["product_terms.py"]
     module = load_generated(path)
-    out, ctx = module.forward(x, k, j)
+    out, ctx = module.forward(k, x, j)
     assert_close(out, forward(x), 1e-12)
     assert_close(module.backward(ctx, dy)[0], want[0], 1e-12)
     assert_close(module.backward_chunked(ctx, dy)["dx"], want[0], 1e-12)

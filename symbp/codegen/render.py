@@ -78,7 +78,8 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
     env = {t.symbol: t.dims for t in spec.tensors.values()}
     adj_env = dict(env)
     adj_env.update({spec.adjoint(t.name): t.dims for t in spec.tensors.values() if t.role != "classes"})
-    float_arg = next((t.name for t in args if t.role != "classes"), None)
+    # one-hot data and arithmetic on data take this tensor's dtype: an input or parameter, never data
+    float_arg = next((t.name for t in args if t.role in ("input", "param")), None)
 
     eqn = equation_numbers(d)  # each backward line cites the equation it implements
     fwd_rows = [(t.name, t.expr, t.dims, f"{t.name} = {human(t.expr)}") for t in spec.bindings]
@@ -188,9 +189,12 @@ def _float_tensor(spec, exprs, grad) -> str:
     """A floating-point forward tensor the backward reads (one-hot data takes its dtype), else the
     incoming gradient (which a caller may pass as a plain number, so it comes last)."""
     used = set().union(*(e.free_symbols for e in exprs))
-    for t in spec.tensors.values():
-        if t.symbol in used and t.role not in ("classes",):
-            return t.name
+    floats = set()
+    for t in spec.tensors.values():  # in declaration order: a binding after what it reads
+        if t.role in ("input", "param") or (t.expr is not None and t.expr.free_symbols & floats):
+            floats.add(t.symbol)
+            if t.symbol in used:
+                return t.name
     return grad.name
 
 

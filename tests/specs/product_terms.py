@@ -7,8 +7,8 @@ OPTIONS = {}
 def build():
     s = Spec("product_terms", "plain products of two and a*(1 + c*f) over data tensors")
     n, d = s.axes("n d")
+    k = s.data("k", (n, d))  # data first: the float dtype must still come from x
     x = s.input("x", (n, d))
-    k = s.data("k", (n, d))
     j = s.data("j", (n, d))
     s.output("y", x * (1 - k) + k * j + x * x * (1 + j / 3))
     s.save(x, k, j)
