@@ -144,15 +144,10 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
                            for a in parent.args)
         return True
 
-    def _data_only(self, e) -> bool:
-        """Whether ``e`` reads tensors, none of them surely floating point (data, or what is computed
-        from data alone)."""
-        tensors = [s for s in e.free_symbols if self._is_tensor_value(s)]
-        return bool(tensors) and not self._surely_float(e)
-
     def _is_tensor_value(self, s) -> bool:
+        """A tensor of numbers (not one-hot classes, which print in ``float_like``'s dtype)."""
         if self.spec.is_tensor(s):
-            return self.spec.tensor_of(s).role != "classes"  # one-hot prints in float_like's dtype
+            return self.spec.tensor_of(s).role != "classes"
         return s in self.env and bool(self.env[s])
 
     def mark_float(self, sym, expr) -> None:

@@ -6,10 +6,11 @@ generated backward passes read, named as in the layer specs (``bnraw``,
 ``bnvar_inv``, ``h``, ...). Every gradient then comes from a module in
 ``generated/``, derived by symbp from the layer specs: this file only hands
 each generated ``backward`` its saved tensors and runs them in reverse order.
-The one gradient not computed is ``db1``: it is exactly zero (BatchNorm removes
-the first layer's bias). The two non-generated operations are changes of shape (``view`` between the
-embedding's (n, block, n_embd) and the first linear layer's (n,
-block*n_embd)), and the cross-entropy's saved ``probs``, a forward quantity.
+The one gradient not computed is ``db1``: it is exactly zero (BatchNorm
+removes the first layer's bias). The two non-generated operations are
+changes of shape (``view`` between the embedding's (n, block, n_embd) and
+the first linear layer's (n, block*n_embd)), and the cross-entropy's saved
+``probs``, a forward quantity.
 
 Nothing in the step syncs with the host or branches on tensor values, so it
 compiles as one graph (``torch.compile(fullgraph=True)``).

@@ -72,11 +72,6 @@ def count_params(params: dict) -> int:
     return sum(p.numel() for p in params.values())
 
 
-def preactivation(params: dict, X):
-    """``hprebn = C[X].view(n, -1) @ W1 + b1``: the hidden layer before BatchNorm, (n, n_hidden)."""
-    return torch.addmm(params["b1"], params["C"][X].flatten(1), params["W1"])
-
-
 class Activations(NamedTuple):
     """The forward tensors that the generated backward passes read, named as in the layer specs."""
 
