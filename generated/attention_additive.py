@@ -99,12 +99,12 @@ def backward_chunked(_ctx, dy):
     dprobs = dy @ v.mT  # (b, t, s) (6) through y = Σ_s(probs*v)
     # (b, t, s) (7) through probs = counts/Σ_s(counts)
     dcounts = (
-        torch.addcmul(-(counts*dprobs).sum(2, keepdim=True)/counts.sum(2, keepdim=True)**2,
-        1/counts.sum(2, keepdim=True), dprobs)
+        1/counts.sum(2, keepdim=True)*dprobs
+        - (counts*dprobs).sum(2, keepdim=True)/counts.sum(2, keepdim=True)**2
     )
     dm = -(counts*dcounts).sum(2, keepdim=True)  # (b, t, 1) (8) through counts = exp(att - m)
     # (b, t, s) (9) through counts = exp(att - m), m = max_s(att)
-    datt = torch.addcmul(dm*_max_mask(att, 2), dcounts, counts)
+    datt = counts*dcounts + dm*_max_mask(att, 2)
     dq = (1/h**(0.5))*(datt @ k)  # (b, t, h) (10) through att = bias + Σ_h(k*q)/sqrt(h)
     dk = (1/h**(0.5))*(datt.mT @ q)  # (b, s, h) (11) through att = bias + Σ_h(k*q)/sqrt(h)
     dv = probs.mT @ dy  # (b, s, h) (12) through y = Σ_s(probs*v)

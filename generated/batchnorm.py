@@ -36,7 +36,7 @@ def forward(hprebn, bngain, bnbias, eps=EPS, chunked=True):
     bnvar = (1/(n - 1))*bndiff2.sum(0, keepdim=True)  # (1, d) bnvar = Σ_n(bndiff2)/(n - 1)
     bnvar_inv = torch.rsqrt(bnvar + eps)  # (1, d) bnvar_inv = 1/sqrt(bnvar + eps)
     bnraw = bnvar_inv*bndiff  # (n, d) bnraw = bndiff*bnvar_inv
-    hpreact = torch.addcmul(bnbias, bngain, bnraw)  # (n, d) hpreact = bnbias + bngain*bnraw
+    hpreact = bnbias + bngain*bnraw  # (n, d) hpreact = bnbias + bngain*bnraw
     if not chunked:
         return hpreact, {"n": n, "bngain": bngain, "bnvar_inv": bnvar_inv, "bnraw": bnraw}
     _ctx = {

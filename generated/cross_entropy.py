@@ -89,12 +89,12 @@ def backward_chunked(_ctx, dloss):
     dcounts_sum_inv = (counts*dprobs).sum(1, keepdim=True)
     dcounts_sum = -counts_sum_inv**2*dcounts_sum_inv  # (n, 1) (12) through counts_sum_inv = 1/counts_sum
     # (n, c) (13) through counts_sum = Σ_c(counts), probs = counts*counts_sum_inv
-    dcounts = torch.addcmul(dcounts_sum, dprobs, counts_sum_inv)
+    dcounts = counts_sum_inv*dprobs + dcounts_sum
     dnorm_logits = counts*dcounts  # (n, c) (14) through counts = exp(norm_logits)
     # (n, 1) (15) through norm_logits = logits - logit_maxes
     dlogit_maxes = -dnorm_logits.sum(1, keepdim=True)
     # (n, c) (16) through logit_maxes = max_c(logits), norm_logits = logits - logit_maxes
-    dlogits = torch.addcmul(dnorm_logits, _max_mask(logits, 1), dlogit_maxes)
+    dlogits = dlogit_maxes*_max_mask(logits, 1) + dnorm_logits
     return {
         "dlogprobs": dlogprobs,
         "dprobs": dprobs,

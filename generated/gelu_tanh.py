@@ -48,7 +48,7 @@ def backward(_ctx, dy, needs=None):
     x = _ctx["x"]
     th = _ctx["th"]
     # (n, d) (8) fused: dy -> dx
-    dx = torch.addcmul(0.3989422804014327*(dy*x*(1 - th**2)*((26829/200000)*x**2 + 1)), (1/2)*th + 1/2, dy)
+    dx = 0.3989422804014327*(dy*x*(1 - th**2)*((26829/200000)*x**2 + 1)) + dy*((1/2)*th + 1/2)
     return (dx,)
 
 
@@ -57,7 +57,7 @@ def backward_chunked(_ctx, dy):
     x = _ctx["x"]
     th = _ctx["th"]
     dth = (1/2)*dy*x  # (n, d) (4) through y = x*(th + 1)/2
-    dinner = torch.addcmul(dth, th**2, dth, value=-1)  # (n, d) (5) through th = tanh(inner)
+    dinner = torch.addcmul(dth, dth, th**2, value=-1)  # (n, d) (5) through th = tanh(inner)
     # (n, d) (6) through inner = sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi), y = x*(th + 1)/2
     dx = torch.addcmul(dy*((1/2)*th + 1/2), (26829/200000)*x**2 + 1, dinner, value=0.7978845608028654)
     return {

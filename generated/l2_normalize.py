@@ -47,7 +47,7 @@ def backward(_ctx, dy, needs=None):
     Every gradient shares all of its work here, so ``needs`` changes nothing."""
     rnorm = _ctx["rnorm"]
     y = _ctx["y"]
-    dx = rnorm*torch.addcmul(dy, y, (dy*y).sum(1, keepdim=True), value=-1)  # (n, d) (6) fused: dy -> dx
+    dx = rnorm*(dy - (dy*y).sum(1, keepdim=True)*y)  # (n, d) (6) fused: dy -> dx
     return (dx,)
 
 
@@ -58,7 +58,7 @@ def backward_chunked(_ctx, dy):
     eps = _ctx["eps"]
     drnorm = (dy*x).sum(1, keepdim=True)  # (n, 1) (3) through y = rnorm*x
     # (n, d) (4) through rnorm = 1/sqrt(eps + Σ_d(x**2)), y = rnorm*x
-    dx = torch.addcmul(-drnorm/(eps + (x**2).sum(1, keepdim=True))**(1.5)*x, dy, rnorm)
+    dx = rnorm*dy - drnorm/(eps + (x**2).sum(1, keepdim=True))**(1.5)*x
     return {
         "drnorm": drnorm,
         "dx": dx,

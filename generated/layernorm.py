@@ -33,7 +33,7 @@ def forward(x, gain, bias, eps=EPS, chunked=True):
     var = (xc**2).mean(1, keepdim=True)  # (n, 1) var = Σ_d(xc**2)/d
     rstd = torch.rsqrt(eps + var)  # (n, 1) rstd = 1/sqrt(eps + var)
     xhat = rstd*xc  # (n, d) xhat = rstd*xc
-    y = torch.addcmul(bias, gain, xhat)  # (n, d) y = bias + gain*xhat
+    y = bias + gain*xhat  # (n, d) y = bias + gain*xhat
     if not chunked:
         return y, {"d": d, "gain": gain, "rstd": rstd, "xhat": xhat}
     _ctx = {
@@ -71,8 +71,8 @@ def backward(_ctx, dy, needs=None):
         dxhat = gain*dy  # (n, d) fused: as dxhat in the chunked pass
         # (n, d) (18) fused: dy -> dx
         dx = (
-            rstd*torch.addcmul(torch.addcmul(-dxhat.mean(1, keepdim=True), xhat,
-            (xhat*dxhat).sum(1, keepdim=True), value=-1/d), dy, gain)
+            rstd*torch.addcmul(gain*dy - dxhat.mean(1, keepdim=True), xhat, (xhat*dxhat).sum(1, keepdim=True),
+            value=-1/d)
         )
     if needs[1]:
         dgain = (dy*xhat).sum(0)  # (d,) (19) fused: dy -> dgain

@@ -70,7 +70,7 @@ def backward_chunked(_ctx, dy):
     # (n, 1) (7) through counts = exp(x - m), y = x - m - log(sumexp)
     dm = -dy.sum(1, keepdim=True) - (counts*dcounts).sum(1, keepdim=True)
     # (n, c) (8) through counts = exp(x - m), m = max_c(x), y = x - m - log(sumexp)
-    dx = torch.addcmul(torch.addcmul(dy, dcounts, counts), _max_mask(x, 1), dm)
+    dx = counts*dcounts + dm*_max_mask(x, 1) + dy
     return {
         "dsumexp": dsumexp,
         "dcounts": dcounts,

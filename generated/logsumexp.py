@@ -69,8 +69,7 @@ def backward_chunked(_ctx, dy):
     dcounts = dsumexp.expand(n, c)  # (n, c) (6) through sumexp = Σ_c(counts)
     # (n, 1) (7) through counts = exp(x - m), y = m + log(sumexp)
     dm = dy - (counts*dcounts).sum(1, keepdim=True)
-    # (n, c) (8) through counts = exp(x - m), m = max_c(x)
-    dx = torch.addcmul(dm*_max_mask(x, 1), dcounts, counts)
+    dx = counts*dcounts + dm*_max_mask(x, 1)  # (n, c) (8) through counts = exp(x - m), m = max_c(x)
     return {
         "dsumexp": dsumexp,
         "dcounts": dcounts,

@@ -53,7 +53,7 @@ def backward_chunked(_ctx, dy):
     x = _ctx["x"]
     sig = _ctx["sig"]
     dsig = dy*x  # (n, d) (3) through y = sig*x
-    dx = torch.addcmul(dsig*sig*(1 - sig), dy, sig)  # (n, d) (4) through sig = sigmoid(x), y = sig*x
+    dx = dsig*sig*(1 - sig) + dy*sig  # (n, d) (4) through sig = sigmoid(x), y = sig*x
     return {
         "dsig": dsig,
         "dx": dx,

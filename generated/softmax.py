@@ -65,10 +65,10 @@ def backward_chunked(_ctx, dprobs):
     # (n, 1) (5) through probs = counts/counts_sum
     dcounts_sum = -(counts*dprobs).sum(1, keepdim=True)/counts_sum**2
     # (n, c) (6) through counts_sum = Σ_c(counts), probs = counts/counts_sum
-    dcounts = torch.addcmul(dcounts_sum, 1/counts_sum, dprobs)
+    dcounts = dcounts_sum + 1/counts_sum*dprobs
     dx_max = -(counts*dcounts).sum(1, keepdim=True)  # (n, 1) (7) through counts = exp(x - x_max)
     # (n, c) (8) through counts = exp(x - x_max), x_max = max_c(x)
-    dx = torch.addcmul(dx_max*_max_mask(x, 1), dcounts, counts)
+    dx = counts*dcounts + dx_max*_max_mask(x, 1)
     return {
         "dcounts_sum": dcounts_sum,
         "dcounts": dcounts,

@@ -41,14 +41,14 @@ def backward(_ctx, dh, needs=None):
 
     Every gradient shares all of its work here, so ``needs`` changes nothing."""
     h = _ctx["h"]
-    dx = torch.addcmul(dh, h**2, dh, value=-1)  # (n, d) (3) fused: dh -> dx
+    dx = torch.addcmul(dh, dh, h**2, value=-1)  # (n, d) (3) fused: dh -> dx
     return (dx,)
 
 
 def backward_chunked(_ctx, dh):
     """The gradient of every intermediate and input, one binding at a time."""
     h = _ctx["h"]
-    dx = torch.addcmul(dh, h**2, dh, value=-1)  # (n, d) (2) through h = tanh(x)
+    dx = torch.addcmul(dh, dh, h**2, value=-1)  # (n, d) (2) through h = tanh(x)
     return {
         "dx": dx,
     }

@@ -382,9 +382,9 @@ def test_a_clamp_written_with_min_and_max_matches_hardtanh_and_check_can_verify_
 
 
 @pytest.mark.parametrize("dtype", [torch.int64, torch.bool, f64])
-def test_products_of_two_ride_on_addcmul_over_any_data_dtype(dtype):
-    """``k*j`` and ``dy*(1 - k)`` fold into ``addcmul`` onto a floating base: right on int64,
-    bool and float data, forward and both backwards, against autograd on plain torch."""
+def test_data_terms_compute_in_the_layers_dtype_for_any_data_dtype(dtype):
+    """``x*(1 - k)`` as one ``addcmul`` onto ``x``, ``- k`` and ``j/3`` beside floats: right on
+    int64, bool and float data, forward and both backwards, against autograd on plain torch."""
     n, d = 5, 4
     x = torch.randn(d, n, dtype=f64).T  # non-contiguous
     k, j = torch.randint(0, 2, (n, d)).to(dtype), torch.randint(-3, 4, (n, d)).to(dtype)
@@ -403,3 +403,34 @@ def test_products_of_two_ride_on_addcmul_over_any_data_dtype(dtype):
     assert_close(out, forward(x), 1e-12)
     assert_close(module.backward(ctx, dy)[0], want[0], 1e-12)
     assert_close(module.backward_chunked(ctx, dy)["dx"], want[0], 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.float32, f64])
+def test_arithmetic_on_data_alone_runs_in_the_layers_dtype(dtype):
+    """``Σ_n(j)/3`` and ``exp(j*k/7)`` on int64 (or float32) data in a float64 layer: float64
+    throughout, not torch's float32 default, forward and both backwards; and a backward that
+    reads only data takes its dtype from the gradient, which may be a plain number."""
+    n, d = 5, 3
+    x = torch.randn(d, n, dtype=f64).T  # non-contiguous
+    j, k = torch.randint(-3, 4, (n, d)), torch.randint(-3, 4, (n, d))
+    j[0] = 0  # a zero row of data
+
+    def forward(x):
+        jd, kd = j.to(f64), k.to(f64)
+        return x * jd.sum(0, keepdim=True) / 3 + x**2 * torch.exp(jd * kd / 7)
+
+    dy = torch.randn(n, d, dtype=f64)
+    want, _ = reference(forward, [x], [0], dy)
+    module = load_generated(str(SPECS / "data_arith.py"))
+    out, ctx = module.forward(x, j.to(dtype), k.to(dtype))
+    assert_close(out, forward(x), 1e-12)
+    assert_close(module.backward(ctx, dy)[0], want[0], 1e-12)
+    assert_close(module.backward_chunked(ctx, dy)["dx"], want[0], 1e-12)
+
+    loss = load_generated(str(SPECS / "data_loss.py"))
+    _, ctx = loss.forward(x, j.to(dtype))
+    want, _ = reference(lambda x: (x * j.to(f64) / 3).sum(), [x], [0])
+    assert_close(loss.backward(ctx, torch.tensor(1.0, dtype=f64))[0], want[0], 1e-12)
+    by_number = loss.backward(ctx, 1.0)[0]  # a plain number: the default dtype, and no error
+    assert by_number.dtype == torch.get_default_dtype()
+    torch.testing.assert_close(by_number, want[0].to(by_number.dtype))

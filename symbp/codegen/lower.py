@@ -66,11 +66,15 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         super().__init__({"torch_version": "any", "fully_qualified_modules": True})
         self.spec = spec
         self.float_like = float_like  # a floating tensor in scope: one-hot data takes its dtype
+        # data arithmetic takes its dtype too; the incoming gradient may be a plain number
+        self.data_like = None if float_like is None else (
+            f"{float_like}.dtype" if float_like in spec.tensors else f"_float_dtype({float_like})")
         self.sizes_used: set = set()  # axis sizes the printed code names (shapes, one-hot widths)
         self.env = dims  # Symbol -> dims, for tensors, adjoints and temporaries
         self._memo: dict = {}
         self._floats: set | None = None  # symbols that are floating point whatever the data
         self._stack: list = []  # the expressions being printed, innermost last
+        self._casting = False  # inside arithmetic on data alone: every data tensor is cast
 
     # -- dims -------------------------------------------------------------
     def dims(self, e) -> tuple:
@@ -109,12 +113,29 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
 
     # -- data arithmetic ----------------------------------------------------
     def _print(self, expr, **kwargs):
-        """Prints ``expr`` knowing its parent: ``_print_Symbol`` reads it (see ``_data_cast``)."""
+        """Prints ``expr`` knowing its parent, and whether it is arithmetic on data alone:
+        ``_print_Symbol`` reads both (see ``_data_cast``)."""
         self._stack.append(expr)
+        casting = self._casting
+        if not casting and self._data_arithmetic(expr):
+            self._casting = True
         try:
             return super()._print(expr, **kwargs)
         finally:
             self._stack.pop()
+            self._casting = casting
+
+    def _data_arithmetic(self, e) -> bool:
+        """Whether ``e`` computes on data tensors alone (no floating tensor among what it reads) and
+        is more than one tensor or a plain product of them: ``(3/n)*(j*k)``, ``exp(j*k)``,
+        ``Sum(n, j)``."""
+        if (self.data_like is None or not isinstance(e, sp.Expr) or e.is_Symbol or e.is_Number
+                or isinstance(e, (Max, ArgmaxMask, sp.Piecewise))):
+            return False
+        if isinstance(e, sp.Mul) and all(f.is_Symbol for f in e.args):
+            return False
+        tensors = [s for s in e.free_symbols if self._is_tensor_value(s)]
+        return bool(tensors) and not self._surely_float(e)
 
     def _print_onto_float(self, e) -> str:
         """``e`` as an argument of ``torch.add``/``addcmul`` onto a floating base: torch computes
@@ -132,9 +153,11 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         a bool mask not at all, ``m1 + m2`` as a logical or. A factor of a product with other
         tensors and positive integers (``m*x``, ``2*k*j``), a reduction, a comparison and a whole
         statement are exact in any dtype and stay as they are."""
-        if self.float_like is None or s.name == self.float_like or not self._is_tensor_value(s) \
+        if self.data_like is None or s.name == self.float_like or not self._is_tensor_value(s) \
                 or self._surely_float(s):
             return False
+        if self._casting:
+            return True
         parent = self._stack[-2] if len(self._stack) > 1 else None
         exact = (Sum, Max, sp.core.relational.Relational, sp.logic.boolalg.Boolean)
         if parent is None or parent is _ONTO_FLOAT or isinstance(parent, exact):
@@ -158,7 +181,7 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
     # -- leaves -----------------------------------------------------------
     def _print_Symbol(self, s):
         if self._data_cast(s):
-            return f"{s.name}.to({self.float_like}.dtype)"
+            return f"{s.name}.to({self.data_like})"
         if self.spec.is_tensor(s) and self.spec.tensor_of(s).role == "classes":
             t = self.spec.tensor_of(s)
             if t.dims[-1] != t.class_axis:
@@ -201,7 +224,7 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
             return mean
         expanded = self._expand_one_plus(e)
         if expanded is not None:
-            return self._print_Add(expanded)
+            return expanded
         coeff, rest = e.as_coeff_Mul()
         factors = sp.Mul.make_args(rest)
         steps = [f for f in factors if isinstance(f, sp.Piecewise) and len(f.args) == 2
@@ -248,9 +271,9 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         return f"{sign}{left}*{self.parenthesize(big, PRECEDENCE['Mul'])}"
 
     def _expand_one_plus(self, e):
-        """``a*(1 + c*f + ...)`` as ``a + c*a*f + ...`` when ``a`` is a named tensor as large as
-        the product and every other term is a number times one tensor: each term then rides on
-        one ``addcmul`` (``dh*(1 - h**2)`` is two calls, not three), else None."""
+        """``a*(1 + c*f + ...)`` as ``torch.addcmul(a, a, f, value=c)``, one call per term, when ``a``
+        is a named floating tensor as large as the product and every other term is a number
+        times one tensor (``dh*(1 - h**2)`` is two calls, not three); else None."""
         factors = sp.Mul.make_args(e)
         if len(factors) != 2:
             return None
@@ -259,10 +282,14 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
                     and self._surely_float(a)):
                 continue
             one, rest = total.as_coeff_Add()
-            terms = sp.Add.make_args(rest)
-            splits = [self._split_term(t) for t in terms]
-            if one == 1 and all(len(fs) == 1 and (c in (1, -1) or self._foldable(c)) for c, fs in splits):
-                return sp.Add(a, *[a * t for t in terms], evaluate=False)
+            splits = [self._split_term(t) for t in sp.Add.make_args(rest)]
+            if one != 1 or not all(len(fs) == 1 and (c in (1, -1) or self._foldable(c)) for c, fs in splits):
+                continue
+            code = self._print(a)
+            for c, (f,) in splits:
+                value = "" if c == 1 else f", value={self._coefficient(c)}"
+                code = f"torch.addcmul({code}, {self._print(a)}, {self._print_onto_float(f)}{value})"
+            return code
         return None
 
     def _print_small(self, inner, after_scale: bool = True) -> str:
@@ -316,18 +343,20 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
             if first is None:
                 return super()._print_Add(e, order=order)
             rest.append(fold.pop(first))
-        # a plain product of two rides on addcmul as well (``a - f*g`` is one call, not a
-        # multiply and a subtract), and a data tensor on torch.add (``p - t`` with bool or int
-        # ``t``: computed in the base's dtype), while another floating term is left as the base
+        # a data tensor rides on torch.add (``p - t`` with bool or int ``t``: computed in the
+        # base's dtype) while another floating term is left as the base, right onto it, before
+        # the scaled terms. A plain product of two does not ride on addcmul: addcmul does not
+        # round the product, so ``g*dy - mean(dxhat)`` with ``dxhat = g*dy`` would no longer
+        # cancel to exactly zero where it must (a layer norm over one feature)
+        data = []
         for term in list(rest):
             t, c, fs = term
             others = [r for r in rest if r is not term]
-            data = len(fs) == 1 and fs[0].is_Symbol and self._is_tensor_value(fs[0]) \
-                and not self._surely_float(fs[0])
-            if (c in (1, -1) and (len(fs) == 2 or data) and self._mean(t) is None
-                    and any(self._surely_float(r[0]) for r in others)):
+            if (c in (1, -1) and len(fs) == 1 and fs[0].is_Symbol and self._is_tensor_value(fs[0])
+                    and not self._surely_float(fs[0]) and any(self._surely_float(r[0]) for r in others)):
                 rest.remove(term)
-                fold.append(term)
+                data.append(term)
+        fold = data + fold
         if not fold:
             return super()._print_Add(e, order=order)
         rest = [t for t, _, _ in rest]

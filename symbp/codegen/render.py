@@ -159,6 +159,7 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
         "recompute": recompute,
         "function_saved": function_saved,
         "uses_max_mask": any("_max_mask(" in s.code for s in forward_stmts + chunk_stmts + fused_stmts),
+        "uses_float_dtype": any("_float_dtype(" in s.code for s in forward_stmts + chunk_stmts + fused_stmts),
     }
 
 
