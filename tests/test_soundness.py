@@ -434,3 +434,8 @@ def test_arithmetic_on_data_alone_runs_in_the_layers_dtype(dtype):
     by_number = loss.backward(ctx, 1.0)[0]  # a plain number: the default dtype, and no error
     assert by_number.dtype == torch.get_default_dtype()
     torch.testing.assert_close(by_number, want[0].to(by_number.dtype))
+
+    mean = load_generated(str(SPECS / "data_mean.py"))  # a whole statement on data: k.mean(0) refuses int64
+    out, ctx = mean.forward(x, j.to(dtype))
+    assert_close(out, x * j.to(f64).mean(0), 1e-12)
+    assert_close(mean.backward(ctx, dy)[0], dy * j.to(f64).mean(0), 1e-12)

@@ -570,6 +570,14 @@ def shape_code(dims) -> str:
 
 def lower_expr(printer: TorchCode, expr, target_dims) -> str:
     """Code for ``expr`` laid out in ``target_dims``."""
+    printer._casting = printer._data_arithmetic(expr)  # a whole statement on data alone (a mean of k)
+    try:
+        return _lower_expr(printer, expr, target_dims)
+    finally:
+        printer._casting = False
+
+
+def _lower_expr(printer: TorchCode, expr, target_dims) -> str:
     if expr == 0 and printer.float_like is not None:  # a gradient that is identically zero
         printer.sizes_used |= {a.name for a in target_dims if a != 1}
         return f"{printer.float_like}.new_zeros{shape_code(target_dims)}"
