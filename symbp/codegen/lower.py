@@ -147,11 +147,12 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
             self._stack.pop()
 
     def _data_cast(self, s) -> bool:
-        """Whether data tensor ``s`` must take ``float_like``'s dtype where it is printed. Data are
-        numbers of the layer, but torch computes in the data's own dtype: ``(1/3)*j`` for int64
-        ``j`` in its default float32 (rounding a float64 layer at 1e-8), ``1 - m`` and ``-m`` for
-        a bool mask not at all, ``m1 + m2`` as a logical or. A factor of a product with other
-        tensors and positive integers (``m*x``, ``2*k*j``), a reduction, a comparison and a whole
+        """Whether data tensor ``s`` must take the layer's dtype (``data_like``) where it is printed.
+        Data are numbers of the layer, but torch computes in the data's own dtype: ``(1/3)*j``
+        for int64 ``j`` in its default float32 (rounding a float64 layer at 1e-8), ``1 - m`` and
+        ``-m`` for a bool mask not at all, ``m1 + m2`` as a logical or. Inside arithmetic on data
+        alone every data tensor is cast; elsewhere a factor of a product with other tensors and
+        positive integers (``m*x``, ``2*k*j``), a reduction's body, a comparison and a bare data
         statement are exact in any dtype and stay as they are."""
         if self.data_like is None or s.name == self.float_like or not self._is_tensor_value(s) \
                 or self._surely_float(s):
