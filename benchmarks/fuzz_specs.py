@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from symbp.fileio import write_atomic  # noqa: E402
 from symbp.verify.fuzz import check_source, random_draw, spec_source  # noqa: E402
 
-EDGES = ("none", "zeros", "ties")
+EDGES = ("none", "zeros", "ties", "intdata")
 
 
 def signature(outcome, source="", edge="") -> str:

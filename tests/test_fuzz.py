@@ -54,7 +54,7 @@ def hypothesis_draw(data):
 
 @settings(max_examples=100, deadline=None, derandomize=True, database=None,
           phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-@given(data=st.data(), edge=st.sampled_from(["none", "zeros", "ties"]), seed=st.integers(0, 2**16))
+@given(data=st.data(), edge=st.sampled_from(["none", "zeros", "ties", "intdata"]), seed=st.integers(0, 2**16))
 def test_random_specs_match_the_reference(tmp_path_factory, data, edge, seed):
     src = spec_source(hypothesis_draw(data))
     outcome = check_source(src, tmp_path_factory.mktemp("fz"), seed=seed, edge=edge)

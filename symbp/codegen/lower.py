@@ -128,9 +128,9 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
     def _data_arithmetic(self, e) -> bool:
         """Whether ``e`` computes on data tensors alone (no floating tensor among what it reads) and
         is more than one tensor or a plain product of them: ``(3/n)*(j*k)``, ``exp(j*k)``,
-        ``Sum(n, j)``."""
+        ``Sum(n, j)``, ``Max(c, m)`` (a maximum of bool data is bool, which ``-`` refuses)."""
         if (self.data_like is None or not isinstance(e, sp.Expr) or e.is_Symbol or e.is_Number
-                or isinstance(e, (Max, ArgmaxMask, sp.Piecewise))):
+                or isinstance(e, (ArgmaxMask, sp.Piecewise))):
             return False
         if isinstance(e, sp.Mul) and all(f.is_Symbol for f in e.args):
             return False

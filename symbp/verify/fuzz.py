@@ -66,6 +66,9 @@ class Grammar:
             dims = self.choice([f"(1, {f})", f"({f},)"])
             lines.append(f"    w{k} = s.param(\"w{k}\", {dims})")
             atoms.append(Node(f"w{k}", frozenset("f"), leafish=True))
+        if self.int(0, 2) == 0:  # a data tensor: numbers with no gradient (int or bool at run time)
+            lines.append(f"    m0 = s.data(\"m0\", (n, {f}))")
+            atoms.append(Node("m0", frozenset("nf"), leafish=True))
         self.option = None
         if self.int(0, 3) == 0:
             lines.append("    alpha = s.option(\"alpha\", 0.75)")
@@ -261,8 +264,10 @@ def check_one(source: str, folder, seed: int = 0, edge: str = "none", rtol: floa
     """Derive, render and run one spec file; compare with the independent reference in float64.
 
     ``edge``: ``none`` (standard normal arguments), ``zeros`` (about a third
-    of the entries of one float argument set to 0) or ``ties`` (arguments
-    rounded to multiples of 1/2, so maxima tie and ``Abs`` meets 0).
+    of the entries of one float argument set to 0), ``ties`` (arguments
+    rounded to multiples of 1/2, so maxima tie and ``Abs`` meets 0) or
+    ``intdata`` (data tensors are 0/1, passed to the module as int64 or bool
+    and to the reference as float64: the layer must compute in its own dtype).
     """
     import torch
 
@@ -299,13 +304,19 @@ def check_one(source: str, folder, seed: int = 0, edge: str = "none", rtol: floa
         args[k] = args[k].masked_fill(mask, 0.0)
     elif edge == "ties":
         args = [(a * 2).round() / 2 if a.is_floating_point() else a for a in args]
+    given = args
+    if edge == "intdata":
+        data = [t.role == "data" for t in spec.arguments]
+        args = [torch.randint(0, 2, a.shape, generator=g).double() if d else a for a, d in zip(args, data)]
+        as_int = torch.bool if seed % 2 else torch.int64
+        given = [a.to(as_int) if d else a for a, d in zip(args, data)]
     stage = "run"
     try:
-        out, ctx = module.forward(*args)
+        out, ctx = module.forward(*given)
         dout = torch.randn(out.shape, dtype=torch.float64, generator=g)
         ref, _, values = reference_gradients(spec, args, dout)
         fused = tuple(module.backward(ctx, dout))
-        _, lean = module.forward(*args, chunked=False)
+        _, lean = module.forward(*given, chunked=False)
         fused_lean = tuple(module.backward(lean, dout))
         chunked = module.backward_chunked(ctx, dout)
     except Timeout:
