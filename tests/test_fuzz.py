@@ -90,10 +90,10 @@ def test_the_generator_covers_the_grammar():
 
     from symbp.verify.fuzz import random_draw
 
-    text = "\n".join(spec_source(random_draw(random.Random(i))) for i in range(300))
+    text = "\n".join(spec_source(random_draw(random.Random(i))) for i in range(1000))
     for construct in ("exp(", "log(1 + exp(", "tanh(", "Abs(", "**(-1)", "**Rational(-1, 2)", "sqrt(",
                       "Sum(n,", "Sum(d,", "Sum(c,", ")/n", "Max(", "s.save(", "alpha", "s.param(",
-                      "(1, d)", "(d,)", "dims=()"):
+                      "(1, d)", "(d,)", "dims=()", "s.data("):
         assert construct in text, construct
 
 
