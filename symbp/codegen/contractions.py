@@ -97,13 +97,10 @@ class Contractions:
         """One factor of a matmul or einsum. Those need one dtype, so an operand computed from
         data alone (int, bool) takes the layer's (the code never depends on where it is printed,
         which the memo relies on)."""
-        casting = self._casting
-        self._casting = casting or (self.data_like is not None and not self._surely_float(f)
-                                    and any(self._is_tensor_value(s) for s in f.free_symbols))
-        try:
+        data = self.data_like is not None and not self._surely_float(f) \
+            and any(self._is_tensor_value(s) for s in f.free_symbols)
+        with self.casting_data(data):
             code = self._print(f)
-        finally:
-            self._casting = casting
         return code if f.is_Symbol or isinstance(f, Sum) else f"({code})"
 
     @staticmethod

@@ -23,6 +23,7 @@ lower raises ``LoweringError`` naming it.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sympy as sp
@@ -35,6 +36,16 @@ from symbp.printing import PositiveFirst, shape_text
 from symbp.spec import ArgmaxMask, Max, Spec, SpecError, Sum
 
 _ONTO_FLOAT = object()  # printing an argument that torch.add/addcmul computes in its base's dtype
+
+
+def floating_tensors(spec) -> set:
+    """The symbols of ``spec``'s tensors that are floating point whatever the data's dtypes: the
+    inputs, the parameters and every binding computed from one of them."""
+    floats = set()
+    for t in spec.tensors.values():  # in declaration order: a binding after what it reads
+        if t.role in ("input", "param") or (t.expr is not None and t.expr.free_symbols & floats):
+            floats.add(t.symbol)
+    return floats
 
 
 class LoweringError(SpecError):
@@ -116,14 +127,21 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         """Prints ``expr`` knowing its parent, and whether it is arithmetic on data alone:
         ``_print_Symbol`` reads both (see ``_data_cast``)."""
         self._stack.append(expr)
-        casting = self._casting
-        if not casting and self._data_arithmetic(expr):
-            self._casting = True
         try:
-            return super()._print(expr, **kwargs)
+            with self.casting_data(self._data_arithmetic(expr)):
+                return super()._print(expr, **kwargs)
         finally:
             self._stack.pop()
-            self._casting = casting
+
+    @contextmanager
+    def casting_data(self, on: bool):
+        """Inside, with ``on``, every data tensor printed takes the layer's dtype."""
+        before = self._casting
+        self._casting = before or on
+        try:
+            yield
+        finally:
+            self._casting = before
 
     def _data_arithmetic(self, e) -> bool:
         """Whether ``e`` computes on data tensors alone (no floating tensor among what it reads) and
@@ -392,11 +410,7 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         """Whether ``e`` is a floating-point tensor whatever the data's dtypes: it reads an
         input, a parameter, a gradient, or a binding computed from one of those."""
         if self._floats is None:
-            self._floats = set()
-            for t in self.spec.tensors.values():  # in declaration order: a binding after what it reads
-                reads_float = t.expr is not None and t.expr.free_symbols & self._floats
-                if t.role in ("input", "param") or reads_float:
-                    self._floats.add(t.symbol)
+            self._floats = floating_tensors(self.spec)
         return any(s in self._floats or (self.spec.is_tensor(s) and self.spec.tensor_of(s).role == "adjoint")
                    for s in e.free_symbols)
 
@@ -571,11 +585,8 @@ def shape_code(dims) -> str:
 
 def lower_expr(printer: TorchCode, expr, target_dims) -> str:
     """Code for ``expr`` laid out in ``target_dims``."""
-    printer._casting = printer._data_arithmetic(expr)  # a whole statement on data alone (a mean of k)
-    try:
+    with printer.casting_data(printer._data_arithmetic(expr)):  # a statement on data alone (a mean of k)
         return _lower_expr(printer, expr, target_dims)
-    finally:
-        printer._casting = False
 
 
 def _lower_expr(printer: TorchCode, expr, target_dims) -> str:

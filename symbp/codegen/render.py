@@ -189,14 +189,11 @@ def _reads(exprs, spec, readable, stmts) -> list:
 def _float_tensor(spec, exprs, grad) -> str:
     """A floating-point forward tensor the backward reads (one-hot data takes its dtype), else the
     incoming gradient (which a caller may pass as a plain number, so it comes last)."""
+    from symbp.codegen.lower import floating_tensors  # imports torch: only when rendering
+
     used = set().union(*(e.free_symbols for e in exprs))
-    floats = set()
-    for t in spec.tensors.values():  # in declaration order: a binding after what it reads
-        if t.role in ("input", "param") or (t.expr is not None and t.expr.free_symbols & floats):
-            floats.add(t.symbol)
-            if t.symbol in used:
-                return t.name
-    return grad.name
+    floats = floating_tensors(spec)
+    return next((t.name for t in spec.tensors.values() if t.symbol in floats and t.symbol in used), grad.name)
 
 
 def _returns(stmts, grads) -> list:
