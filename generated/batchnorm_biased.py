@@ -55,11 +55,13 @@ def forward(hprebn, bngain, bnbias, eps=EPS, chunked=True):
     return hpreact, _ctx
 
 
-def backward(_ctx, dhpreact, needs=None):
+def backward(_ctx, dhpreact, needs=None, donate=False):
     """The fused closed form: one gradient per differentiable input, in input order.
 
     ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
-    their place in the result is ``None``."""
+    their place in the result is ``None``.
+    ``donate=True`` hands ``dhpreact`` over: it is overwritten with a result (one
+    tensor fewer, one pass less); only for a dense tensor nothing else reads, not under vmap."""
     n = _ctx["n"]
     bngain = _ctx["bngain"]
     bnvar_inv = _ctx["bnvar_inv"]
@@ -74,11 +76,17 @@ def backward(_ctx, dhpreact, needs=None):
     if needs[0] or needs[2]:
         dbnbias = dhpreact.sum(0, keepdim=True)  # (1, d) (22) fused: dhpreact -> dbnbias
     if needs[0]:
-        # (n, d) (20) fused: dhpreact -> dhprebn
-        dhprebn = (
-            (bngain*bnvar_inv)*torch.add(torch.addcmul(dhpreact, bnraw, dbngain, value=-1/n), dbnbias,
-            alpha=-1/n)
-        )
+        if donate:
+            # (n, d) (20) fused: dhpreact -> dhprebn, in dhpreact
+            dhprebn = (
+                dhpreact.addcmul_(bnraw, dbngain, value=-1/n).add_(dbnbias, alpha=-1/n).mul_(bngain*bnvar_inv)
+            )
+        else:
+            # (n, d) (20) fused: dhpreact -> dhprebn
+            dhprebn = (
+                (bngain*bnvar_inv)*torch.addcmul(dhpreact, bnraw, dbngain, value=-1/n).add_(dbnbias,
+                alpha=-1/n)
+            )
     return dhprebn, dbngain if needs[1] else None, dbnbias if needs[2] else None
 
 

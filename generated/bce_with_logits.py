@@ -38,10 +38,11 @@ def forward(z, t, chunked=True):
     return loss, _ctx
 
 
-def backward(_ctx, dloss, needs=None):
+def backward(_ctx, dloss, needs=None, donate=False):
     """The fused closed form: one gradient per differentiable input, in input order.
 
-    Every gradient shares all of its work here, so ``needs`` changes nothing."""
+    Every gradient shares all of its work here, so ``needs`` changes nothing.
+    ``donate`` changes nothing: no statement computes in ``dloss``."""
     n = _ctx["n"]
     d = _ctx["d"]
     z = _ctx["z"]

@@ -59,10 +59,11 @@ def forward(logits, targets, chunked=True):
     return loss, _ctx
 
 
-def backward(_ctx, dloss, needs=None):
+def backward(_ctx, dloss, needs=None, donate=False):
     """The fused closed form: one gradient per differentiable input, in input order.
 
-    Every gradient shares all of its work here, so ``needs`` changes nothing."""
+    Every gradient shares all of its work here, so ``needs`` changes nothing.
+    ``donate`` changes nothing: no statement computes in ``dloss``."""
     n = _ctx["n"]
     targets = _ctx["targets"]
     probs = _ctx["probs"]

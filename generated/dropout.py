@@ -41,10 +41,11 @@ def forward(x, mask, p=P, chunked=True):
     return y, _ctx
 
 
-def backward(_ctx, dy, needs=None):
+def backward(_ctx, dy, needs=None, donate=False):
     """The fused closed form: one gradient per differentiable input, in input order.
 
-    Every gradient shares all of its work here, so ``needs`` changes nothing."""
+    Every gradient shares all of its work here, so ``needs`` changes nothing.
+    ``donate`` changes nothing: no statement computes in ``dy``."""
     mask = _ctx["mask"]
     p = _ctx["p"]
     dx = (1/(1 - p))*(dy*mask)  # (n, d) (3) fused: dy -> dx

@@ -42,10 +42,11 @@ def forward(C, X, chunked=True):
     return emb, _ctx
 
 
-def backward(_ctx, demb, needs=None):
+def backward(_ctx, demb, needs=None, donate=False):
     """The fused closed form: one gradient per differentiable input, in input order.
 
-    Every gradient shares all of its work here, so ``needs`` changes nothing."""
+    Every gradient shares all of its work here, so ``needs`` changes nothing.
+    ``donate`` changes nothing: no statement computes in ``demb``."""
     v = _ctx["v"]
     e = _ctx["e"]
     X = _ctx["X"]

@@ -38,10 +38,11 @@ def forward(x, chunked=True):
     return y, _ctx
 
 
-def backward(_ctx, dy, needs=None):
+def backward(_ctx, dy, needs=None, donate=False):
     """The fused closed form: one gradient per differentiable input, in input order.
 
-    Every gradient shares all of its work here, so ``needs`` changes nothing."""
+    Every gradient shares all of its work here, so ``needs`` changes nothing.
+    ``donate`` changes nothing: no statement computes in ``dy``."""
     x = _ctx["x"]
     cdf = _ctx["cdf"]
     # (n, d) (6) fused: dy -> dx

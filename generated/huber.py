@@ -44,11 +44,12 @@ def forward(pred, target, delta=DELTA, chunked=True):
     return loss, _ctx
 
 
-def backward(_ctx, dloss, needs=None):
+def backward(_ctx, dloss, needs=None, donate=False):
     """The fused closed form: one gradient per differentiable input, in input order.
 
     ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
-    their place in the result is ``None``."""
+    their place in the result is ``None``.
+    ``donate`` changes nothing: no statement computes in ``dloss``."""
     n = _ctx["n"]
     d = _ctx["d"]
     r = _ctx["r"]

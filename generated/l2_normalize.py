@@ -41,10 +41,11 @@ def forward(x, eps=EPS, chunked=True):
     return y, _ctx
 
 
-def backward(_ctx, dy, needs=None):
+def backward(_ctx, dy, needs=None, donate=False):
     """The fused closed form: one gradient per differentiable input, in input order.
 
-    Every gradient shares all of its work here, so ``needs`` changes nothing."""
+    Every gradient shares all of its work here, so ``needs`` changes nothing.
+    ``donate`` changes nothing: no statement computes in ``dy``."""
     rnorm = _ctx["rnorm"]
     y = _ctx["y"]
     dx = rnorm*(dy - (dy*y).sum(1, keepdim=True)*y)  # (n, d) (6) fused: dy -> dx

@@ -53,11 +53,12 @@ def forward(x, gain, bias, eps=EPS, chunked=True):
     return y, _ctx
 
 
-def backward(_ctx, dy, needs=None):
+def backward(_ctx, dy, needs=None, donate=False):
     """The fused closed form: one gradient per differentiable input, in input order.
 
     ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
-    their place in the result is ``None``."""
+    their place in the result is ``None``.
+    ``donate`` changes nothing: no statement computes in ``dy``."""
     d = _ctx["d"]
     gain = _ctx["gain"]
     rstd = _ctx["rstd"]
@@ -71,8 +72,8 @@ def backward(_ctx, dy, needs=None):
         dxhat = gain*dy  # (n, d) fused: as dxhat in the chunked pass
         # (n, d) (18) fused: dy -> dx
         dx = (
-            rstd*torch.addcmul(gain*dy - dxhat.mean(1, keepdim=True), xhat, (xhat*dxhat).sum(1, keepdim=True),
-            value=-1/d)
+            torch.addcmul(gain*dy - dxhat.mean(1, keepdim=True), xhat, (xhat*dxhat).sum(1, keepdim=True),
+            value=-1/d).mul_(rstd)
         )
     if needs[1]:
         dgain = (dy*xhat).sum(0)  # (d,) (19) fused: dy -> dgain

@@ -42,11 +42,12 @@ def forward(x, W, b, chunked=True):
     return y, _ctx
 
 
-def backward(_ctx, dy, needs=None):
+def backward(_ctx, dy, needs=None, donate=False):
     """The fused closed form: one gradient per differentiable input, in input order.
 
     ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
-    their place in the result is ``None``."""
+    their place in the result is ``None``.
+    ``donate`` changes nothing: no statement computes in ``dy``."""
     x = _ctx["x"]
     W = _ctx["W"]
     if needs is None:

@@ -48,10 +48,11 @@ def forward(x, chunked=True):
     return y, _ctx
 
 
-def backward(_ctx, dy, needs=None):
+def backward(_ctx, dy, needs=None, donate=False):
     """The fused closed form: one gradient per differentiable input, in input order.
 
-    Every gradient shares all of its work here, so ``needs`` changes nothing."""
+    Every gradient shares all of its work here, so ``needs`` changes nothing.
+    ``donate`` changes nothing: no statement computes in ``dy``."""
     counts = _ctx["counts"]
     sumexp = _ctx["sumexp"]
     dx = dy - dy.sum(1, keepdim=True)/sumexp*counts  # (n, c) (11) fused: dy -> dx

@@ -47,11 +47,12 @@ def forward(x, gain, eps=EPS, chunked=True):
     return y, _ctx
 
 
-def backward(_ctx, dy, needs=None):
+def backward(_ctx, dy, needs=None, donate=False):
     """The fused closed form: one gradient per differentiable input, in input order.
 
     ``needs`` (one bool per gradient) skips the work of gradients nobody asked for;
-    their place in the result is ``None``."""
+    their place in the result is ``None``.
+    ``donate`` changes nothing: no statement computes in ``dy``."""
     d = _ctx["d"]
     gain = _ctx["gain"]
     rrms = _ctx["rrms"]
@@ -63,7 +64,7 @@ def backward(_ctx, dy, needs=None):
     t0 = dy*xhat  # (n, d)
     if needs[0]:
         # (n, d) (11) fused: dy -> dx
-        dx = rrms*torch.addcmul(gain*dy, xhat, (gain*t0).sum(1, keepdim=True), value=-1/d)
+        dx = torch.addcmul(gain*dy, xhat, (gain*t0).sum(1, keepdim=True), value=-1/d).mul_(rrms)
     if needs[1]:
         dgain = t0.sum(0)  # (d,) (12) fused: dy -> dgain
     return dx, dgain

@@ -36,10 +36,11 @@ def forward(x, chunked=True):
     return y, _ctx
 
 
-def backward(_ctx, dy, needs=None):
+def backward(_ctx, dy, needs=None, donate=False):
     """The fused closed form: one gradient per differentiable input, in input order.
 
-    Every gradient shares all of its work here, so ``needs`` changes nothing."""
+    Every gradient shares all of its work here, so ``needs`` changes nothing.
+    ``donate`` changes nothing: no statement computes in ``dy``."""
     y = _ctx["y"]
     dx = dy*y*(1 - y)  # (n, d) (3) fused: dy -> dx
     return (dx,)

@@ -48,10 +48,11 @@ def forward(x, chunked=True):
     return probs, _ctx
 
 
-def backward(_ctx, dprobs, needs=None):
+def backward(_ctx, dprobs, needs=None, donate=False):
     """The fused closed form: one gradient per differentiable input, in input order.
 
-    Every gradient shares all of its work here, so ``needs`` changes nothing."""
+    Every gradient shares all of its work here, so ``needs`` changes nothing.
+    ``donate`` changes nothing: no statement computes in ``dprobs``."""
     probs = _ctx["probs"]
     dx = probs*(dprobs - (dprobs*probs).sum(1, keepdim=True))  # (n, c) (13) fused: dprobs -> dx
     return (dx,)

@@ -36,12 +36,17 @@ def forward(x, chunked=True):
     return h, _ctx
 
 
-def backward(_ctx, dh, needs=None):
+def backward(_ctx, dh, needs=None, donate=False):
     """The fused closed form: one gradient per differentiable input, in input order.
 
-    Every gradient shares all of its work here, so ``needs`` changes nothing."""
+    Every gradient shares all of its work here, so ``needs`` changes nothing.
+    ``donate=True`` hands ``dh`` over: it is overwritten with a result (one
+    tensor fewer, one pass less); only for a dense tensor nothing else reads, not under vmap."""
     h = _ctx["h"]
-    dx = torch.addcmul(dh, dh, h**2, value=-1)  # (n, d) (3) fused: dh -> dx
+    if donate:
+        dx = dh.addcmul_(dh, h**2, value=-1)  # (n, d) (3) fused: dh -> dx, in dh
+    else:
+        dx = torch.addcmul(dh, dh, h**2, value=-1)  # (n, d) (3) fused: dh -> dx
     return (dx,)
 
 

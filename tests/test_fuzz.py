@@ -108,7 +108,7 @@ def test_the_fuzz_check_can_fail(tmp_path, monkeypatch):
     def tampered(*a, **k):
         mod = good_loader(*a, **k)
         good = mod.backward
-        mod.backward = lambda ctx, g: tuple(x * (1 + 1e-8) for x in good(ctx, g))
+        mod.backward = lambda ctx, g, **k: tuple(x * (1 + 1e-8) for x in good(ctx, g, **k))
         return mod
 
     monkeypatch.setattr(chk, "load_generated", tampered)

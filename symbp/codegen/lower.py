@@ -36,6 +36,7 @@ from symbp.printing import PositiveFirst, shape_text
 from symbp.spec import ArgmaxMask, Max, Spec, SpecError, Sum
 
 _ONTO_FLOAT = object()  # printing an argument that torch.add/addcmul computes in its base's dtype
+DONATED = "donated"  # owner of code that computes in the caller's donated incoming gradient
 
 
 def floating_tensors(spec) -> set:
@@ -63,6 +64,7 @@ class Stmt:
     guard: str = ""  # a condition the statement runs under ("" = always)
     sizes: frozenset = frozenset()  # axis sizes its code names beyond its expression's symbols
     reads: frozenset = frozenset()  # the names its expression reads (tensors, temporaries, sizes)
+    donated_code: str = ""  # the code when the caller donates the incoming gradient ("" = the same)
 
     @property
     def note(self) -> str:
@@ -86,6 +88,13 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         self._floats: set | None = None  # symbols that are floating point whatever the data
         self._stack: list = []  # the expressions being printed, innermost last
         self._casting = False  # inside arithmetic on data alone: every data tensor is cast
+        # in place (backward passes only): which printed code computes a tensor that nothing else
+        # holds, and what it is computed from (see ``_may_overwrite``)
+        self.in_place = False
+        self.donated = None  # the incoming gradient, where the caller lets this statement overwrite it
+        self._owned: dict = {}  # code -> frozenset of sources, or DONATED
+        self._sources_of: dict = {}  # temporary or target name -> frozenset of sources
+        self._forward_sources: dict = {}
 
     # -- dims -------------------------------------------------------------
     def dims(self, e) -> tuple:
@@ -197,6 +206,51 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         if self._surely_float(expr):
             self._floats.add(sym)
 
+    # -- in place ---------------------------------------------------------
+    def note_sources(self, name: str, expr) -> None:
+        """Record what temporary or target ``name`` (bound to ``expr``) is computed from."""
+        self._sources_of[name] = self._sources(expr)
+
+    def _sources(self, e) -> frozenset:
+        """The arguments (inputs, parameters, data, the incoming gradient) that ``e`` is computed
+        from. Under ``torch.func.vmap`` a result is batched exactly when one of them is."""
+        out = set()
+        for s in e.free_symbols:
+            if s.name in self._sources_of:
+                out |= self._sources_of[s.name]
+            elif self.spec.is_tensor(s):
+                t = self.spec.tensor_of(s)
+                if t.expr is None or t.role == "adjoint":
+                    out.add(s.name)
+                else:
+                    if s.name not in self._forward_sources:
+                        self._forward_sources[s.name] = self._sources(t.expr)
+                    out |= self._forward_sources[s.name]
+            elif s in self.env and self.env[s]:  # a tensor of unknown origin: its own source
+                out.add(s.name)
+        return frozenset(out)
+
+    def _donatable(self, e) -> bool:
+        """Whether ``e`` may compute in the donated gradient: it is the statement's expression, or
+        the large factor of it (``k*(dy - ...)``), so the result is what the statement returns."""
+        if self.donated is None or not self._stack or self.dims(e) != self.dims(self.donated):
+            return False
+        root = self._stack[0]
+        return e is root or (isinstance(root, sp.Mul) and len(self._stack) > 1 and self._stack[1] is e)
+
+    def _may_overwrite(self, owner, operands) -> bool:
+        """Whether an in-place op may write into a tensor owned by ``owner`` reading ``operands``.
+
+        A fresh result (``owner`` its sources) can take any operand computed from no other
+        arguments than it: under ``vmap`` an unbatched tensor cannot be written with a batched
+        one. The donated gradient is the caller's promise of no ``vmap``; the statement reads it
+        once, as the base, so no operand reads it after it changed."""
+        if owner is None:
+            return False
+        if owner is DONATED:
+            return True
+        return self._sources(sp.Mul(*operands)) <= owner
+
     # -- leaves -----------------------------------------------------------
     def _print_Symbol(self, s):
         if self._data_cast(s):
@@ -266,9 +320,15 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         spread = self._spread(coeff * sp.Mul(*scalar), big)
         if spread is not None:  # ``(g/n)*(n*dy - b)`` is ``g*(dy - b/n)``: the 1/n costs no big op
             code = self._print(spread)
+            if not small:
+                return code
+            small_code = self._print_small(sp.Mul(*small))
+            scaled = self._scale_in_place(e, spread, code, sp.Mul(*small), small_code)
+            if scaled is not None:
+                return scaled
             if not _is_call(code) and precedence(spread) <= PRECEDENCE["Mul"]:
                 code = f"({code})"
-            return f"{self._print_small(sp.Mul(*small))}*{code}" if small else code
+            return f"{small_code}*{code}"
         sign, coeff = ("-", -coeff) if coeff < 0 else ("", coeff)
         parts = []
         scale = coeff * sp.Mul(*scalar)
@@ -287,7 +347,23 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
             left += "/" + self.parenthesize(den, PRECEDENCE["Mul"])
         if len(parts) > 1 or den != 1:
             left = f"({left})"
-        return f"{sign}{left}*{self.parenthesize(big, PRECEDENCE['Mul'])}"
+        big_code = self.parenthesize(big, PRECEDENCE["Mul"])
+        scaled = self._scale_in_place(e, big, big_code, e / big, f"{sign}{left}")
+        if scaled is not None:
+            return scaled
+        return f"{sign}{left}*{big_code}"
+
+    def _scale_in_place(self, e, big, big_code, small, small_code):
+        """``small*big`` as ``big.mul_(small)`` where ``big`` prints as a tensor of ``e``'s dims that
+        nothing else holds and ``small`` may be written into it; else None."""
+        owner = self._owned.get(big_code)
+        if owner is None or self.dims(big) != self.dims(e) or not self._may_overwrite(owner, [small]):
+            return None
+        if small_code.startswith("(") and _is_call("f" + small_code):  # one pair of parentheses
+            small_code = small_code[1:-1]
+        code = f"{big_code}.mul_({small_code})"
+        self._own(code, owner)
+        return code
 
     def _expand_one_plus(self, e):
         """``a*(1 + c*f + ...)`` as ``torch.addcmul(a, a, f, value=c)``, one call per term, when ``a``
@@ -305,11 +381,23 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
             if one != 1 or not all(len(fs) == 1 and (c in (1, -1) or self._foldable(c)) for c, fs in splits):
                 continue
             code = self._print(a)
-            for c, (f,) in splits:
+            owner = DONATED if len(splits) == 1 and a == self.donated and self._donatable(e) else None
+            for i, (c, (f,)) in enumerate(splits):
                 value = "" if c == 1 else f", value={self._coefficient(c)}"
-                code = f"torch.addcmul({code}, {self._print(a)}, {self._print_onto_float(f)}{value})"
+                args = f"{self._print(a)}, {self._print_onto_float(f)}{value}"
+                if self._may_overwrite(owner, [a, f]):
+                    code = f"{code}.addcmul_({args})"
+                else:
+                    code = f"torch.addcmul({code}, {args})"
+                    read = a * sp.Mul(*[g for _, (g,) in splits[:i + 1]])
+                    owner = self._sources(read) if self.in_place else None
+            self._own(code, owner)
             return code
         return None
+
+    def _own(self, code: str, owner) -> None:
+        if owner is not None:
+            self._owned[code] = owner
 
     def _print_small(self, inner, after_scale: bool = True) -> str:
         """The smaller tensors of a product, parenthesised as one factor where needed."""
@@ -380,14 +468,26 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
             return super()._print_Add(e, order=order)
         rest = [t for t, _, _ in rest]
         code = self._print(sp.Add(*rest, evaluate=False)) if len(rest) > 1 else self._print(rest[0])
+        # in place where safe: onto the donated gradient, or onto the previous call's fresh result
+        # when that is already as large as the sum (``torch.addcmul(dy, ...).add_(b)``)
+        donated = len(rest) == 1 and rest[0] == self.donated and self._donatable(e)
+        owner = DONATED if donated else None
+        done = list(rest)
+        have = self.dims(sp.Add(*rest))
         for _, c, fs in fold:  # torch.add with a negative alpha, not torch.sub: sub refuses bool masks
             args = ", ".join(self._print_onto_float(f) for f in fs)
-            if len(fs) == 2:
-                value = "" if c == 1 else f", value={self._coefficient(c)}"
-                code = f"torch.addcmul({code}, {args}{value})"
+            extra = (f", value={self._coefficient(c)}" if len(fs) == 2 else f", alpha={self._coefficient(c)}"
+                     ) if c != 1 else ""
+            call = "addcmul" if len(fs) == 2 else "add"
+            done.append(sp.Mul(*fs))
+            grown = broadcast(have, self.dims(sp.Mul(*fs)))
+            if grown == have and self._may_overwrite(owner, fs):
+                code = f"{code}.{call}_({args}{extra})"
             else:
-                alpha = "" if c == 1 else f", alpha={self._coefficient(c)}"
-                code = f"torch.add({code}, {args}{alpha})"
+                code = f"torch.{call}({code}, {args}{extra})"
+                owner = self._sources(sp.Add(*done)) if self.in_place else None
+            have = grown
+        self._own(code, owner)
         return code
 
     def _minus_one_hot(self, e):
@@ -563,18 +663,17 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
 
 
 def _is_call(code: str) -> bool:
-    """``torch.f(...)`` or ``name.method(...)`` and nothing after its closing parenthesis: a
-    whole call needs no parentheses around it."""
-    head = re.match(r"[A-Za-z_][\w.]*\(", code)
-    if head is None or not code.endswith(")"):
+    """``torch.f(...)``, ``name.method(...)`` or a chain of calls (``torch.f(...).g_(...)``) and
+    nothing else outside parentheses: a whole call needs no parentheses around it."""
+    if re.match(r"[A-Za-z_][\w.]*\(", code) is None or not code.endswith(")"):
         return False
     depth = 0
-    for i, ch in enumerate(code):
+    for ch in code:
+        if depth == 0 and not (ch.isalnum() or ch in "_.("):
+            return False
         depth += ch == "("
         depth -= ch == ")"
-        if depth == 0 and ch == ")":
-            return i == len(code) - 1
-    return False
+    return depth == 0
 
 
 def shape_code(dims) -> str:

@@ -93,14 +93,15 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
     unreached = [t.name for t in diff if t.name not in ch.order]  # the output does not depend on them
     chunk_rows += [(grad_name(n), sp.S.Zero, spec.tensors[n].dims, f"the output does not depend on {n}")
                    for n in unreached]
-    chunk_stmts = lower_statements(spec, chunk_rows, adj_env, cse=False,
+    chunk_stmts = lower_statements(spec, chunk_rows, adj_env, cse=False, in_place=True,
                                    float_like=_float_tensor(spec, [r[1] for r in chunk_rows], grad))
 
     fused_rows = [(grad_name(t.name), d.fused.gradients.get(t.name, sp.S.Zero), t.dims,
                    f"({eqn['fused'][grad_name(t.name)]}) fused: d{out.name} -> d{t.name}") for t in diff]
     fused_stmts = lower_statements(spec, fused_rows, adj_env, cse=True,
                                    float_like=_float_tensor(spec, [r[1] for r in fused_rows], grad),
-                                   known={e: grad_name(n) for n, e in ch.statements()})
+                                   known={e: grad_name(n) for n, e in ch.statements()},
+                                   in_place=True, donate=grad)
     _guard_by_needs(fused_stmts, [grad_name(t.name) for t in diff])
 
     readable = [a.name for a in spec.axis_list] + [t.name for t in spec.tensors.values()] + list(spec.options)
@@ -151,6 +152,7 @@ def module_context(d: Derivation, variant: Variant, spec_ref: str) -> dict:
         "returns": _returns(fused_stmts, [grad_name(t.name) for t in diff]),
         "needs_code": _needs_code([arg_names.index(t.name) for t in diff]),
         "needs_guards": any(s.guard for s in fused_stmts),
+        "donates": any(s.donated_code for s in fused_stmts),
         "guarded_grads": [s.target for s in fused_stmts
                           if s.guard and s.target in {grad_name(t.name) for t in diff}],
         "chunk_reads": chunk_reads,

@@ -16,28 +16,33 @@ from symbp.spec import Spec, Sum
 
 
 def lower_statements(spec: Spec, rows, env: dict, cse=True, temp_prefix="t", float_like=None,
-                     known=None) -> list:
+                     known=None, in_place=False, donate=None) -> list:
     """CSE over ``rows = [(target, expr, dims, comment)]``, then lower each to a Stmt.
 
     A temporary equal to an expression in ``known`` (``{expr: name}``, such as the chunked
-    gradients) takes that name. A ``LoweringError`` names the row (binding or gradient) it came from.
+    gradients) takes that name. With ``in_place`` (backward passes: nothing differentiates
+    them) a fresh result may be updated in place where that is safe; with ``donate`` (the
+    incoming gradient's symbol) a statement may also compute in it, as ``Stmt.donated_code``.
+    A ``LoweringError`` names the row (binding or gradient) it came from.
     """
     try:
-        return _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known or {})
+        return _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known or {}, in_place,
+                                 donate)
     except LoweringError as e:
         if len(rows) == 1 or not cse:
             for target, expr, dims, _ in rows:
                 try:
                     _lower_statements(spec, [(target, expr, dims, "")], env, False, temp_prefix,
-                                      float_like, {})
+                                      float_like, {}, in_place, donate)
                 except LoweringError as inner:
                     raise LoweringError(f"spec {spec.name!r}, {target}: {inner}") from None
         raise LoweringError(f"spec {spec.name!r}: {e}") from None
 
 
-def _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known) -> list:
+def _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known, in_place, donate) -> list:
     env = dict(env)
     printer = TorchCode(spec, env, float_like)
+    printer.in_place = in_place
     exprs = [r[1] for r in rows]
     targets = {r[0] for r in rows}
     taken = set(spec.tensors) | {s.name for s in env}
@@ -64,6 +69,7 @@ def _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known) -> l
             code, dims = printer._contraction(node)
             env[sym] = dims
             printer.mark_float(sym, node)
+            printer.note_sources(sym.name, node)
             note = (f"fused: as {sym.name} in the chunked pass, used more than once"
                     if sym.name in chunked_names else "contraction used more than once")
             stmts.append(Stmt(sym.name, code, dims, note, reads=_names(node)))
@@ -84,15 +90,34 @@ def _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known) -> l
         return stmt
 
     printer.sizes_used = set()
-    for sym, sub in temps:
-        env[sym] = printer.dims(sub)  # the printer reads env, so later temps see this one
-        printer.mark_float(sym, sub)
-        note = comments.get(sym.name, notes.get(sym.name, ""))
-        stmts.append(printed(Stmt(sym.name, printer.doprint(sub), env[sym], note, reads=_names(sub))))
-    for (target, _, dims, comment), e in zip(rows, reduced):
-        code = lower_expr(printer, e, dims)
-        stmts.append(printed(Stmt(target, code, tuple(dims), comment, reads=_names(e))))
+    body = [(sym, sub, None, comments.get(sym.name, notes.get(sym.name, ""))) for sym, sub in temps]
+    body += [(sp.Symbol(r[0]), e, tuple(r[2]), r[3]) for r, e in zip(rows, reduced)]
+    donatable = _donatable([e for _, e, _, _ in body], donate)
+    for k, (sym, e, dims, note) in enumerate(body):
+        if dims is None:  # a temporary: the printer reads env, so later temps see this one
+            dims = env[sym] = printer.dims(e)
+            printer.mark_float(sym, e)
+        codes = []
+        for printer.donated in (None, donate) if k == donatable else (None,):
+            printer._owned.clear()
+            codes.append(printer.doprint(e) if k < len(temps) else lower_expr(printer, e, dims))
+        printer.donated = None
+        printer.note_sources(sym.name, e)
+        stmt = printed(Stmt(sym.name, codes[0], dims, note, reads=_names(e)))
+        stmt.donated_code = codes[-1] if codes[-1] != codes[0] else ""
+        stmts.append(stmt)
     return stmts
+
+
+def _donatable(exprs, donate) -> int | None:
+    """Which of the statements ``exprs`` (in order) may compute in the donated gradient
+    ``donate``: the last to read it, if it reads it once and no earlier one holds it unchanged
+    (``dx = dy``, which an update in place would change); None for none."""
+    readers = [k for k, e in enumerate(exprs) if donate is not None and e.has(donate)]
+    if not readers or any(exprs[k] == donate for k in readers[:-1]):
+        return None
+    last = readers[-1]
+    return last if sum(1 for node in sp.preorder_traversal(exprs[last]) if node == donate) == 1 else None
 
 
 def _name_temps_after_targets(temps, reduced, rows, env):

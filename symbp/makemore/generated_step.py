@@ -42,10 +42,11 @@ def generated_step(params: dict, Xb, Yb):
     del probs
     dh, dW2, db2 = linear.backward({"x": h, "W": W2}, dlogits)
     del dlogits
-    (dhpreact,) = tanh.backward({"h": h}, dh)  # dh*(1 - h**2)
+    # dh and dhpreact are this step's own: each backward may compute its result in them (donate)
+    (dhpreact,) = tanh.backward({"h": h}, dh, donate=True)  # dh*(1 - h**2)
     del h, dh
     dhprebn, dbngain, dbnbias = batchnorm.backward(
-        {"n": n, "bngain": params["bngain"], "bnvar_inv": bnvar_inv, "bnraw": bnraw}, dhpreact)
+        {"n": n, "bngain": params["bngain"], "bnvar_inv": bnvar_inv, "bnraw": bnraw}, dhpreact, donate=True)
     del bnraw, dhpreact
     # db1 is zero, not computed: BatchNorm subtracts the batch mean, so a bias added before it
     # cancels out of the loss (symbp's whole-network derivation proves db1 = 0; see

@@ -318,6 +318,7 @@ def check_one(source: str, folder, seed: int = 0, edge: str = "none", rtol: floa
         fused = tuple(module.backward(ctx, dout))
         _, lean = module.forward(*given, chunked=False)
         fused_lean = tuple(module.backward(lean, dout))
+        fused_donated = tuple(module.backward(ctx, dout.clone(), donate=True))  # may compute in dout
         chunked = module.backward_chunked(ctx, dout)
     except Timeout:
         raise
@@ -331,9 +332,9 @@ def check_one(source: str, folder, seed: int = 0, edge: str = "none", rtol: floa
     if bad:
         problems.append(f"forward {bad}")
     biggest = max([_fmax(v) for v in ref.values()] + [0.0])
-    for t, got, got_lean in zip(spec.differentiable, fused, fused_lean):
+    for t, got, got_lean, got_donated in zip(spec.differentiable, fused, fused_lean, fused_donated):
         want = ref["d" + t.name]
-        for label, value in (("fused", got), ("fused lean", got_lean)):
+        for label, value in (("fused", got), ("fused lean", got_lean), ("fused donated", got_donated)):
             bad = _mismatch(value, want, rtol, 1e-12 * biggest)
             if bad:
                 problems.append(f"{label} d{t.name} {bad}")
