@@ -207,6 +207,12 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
             self._floats.add(sym)
 
     # -- in place ---------------------------------------------------------
+    def begin_statement(self, donated=None) -> None:
+        """A new statement: no code is owned yet; ``donated`` is the incoming gradient where
+        the caller lets this statement compute in it."""
+        self.donated = donated
+        self._owned = {}
+
     def note_sources(self, name: str, expr) -> None:
         """Record what temporary or target ``name`` (bound to ``expr``) is computed from."""
         self._sources_of[name] = self._sources(expr)

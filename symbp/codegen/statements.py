@@ -98,10 +98,10 @@ def _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known, in_p
             dims = env[sym] = printer.dims(e)
             printer.mark_float(sym, e)
         codes = []
-        for printer.donated in (None, donate) if k == donatable else (None,):
-            printer._owned.clear()
+        for given in (None, donate) if k == donatable else (None,):  # plain, then computing in dy
+            printer.begin_statement(donated=given)
             codes.append(printer.doprint(e) if k < len(temps) else lower_expr(printer, e, dims))
-        printer.donated = None
+        printer.begin_statement()
         printer.note_sources(sym.name, e)
         stmt = printed(Stmt(sym.name, codes[0], dims, note, reads=_names(e)))
         stmt.donated_code = codes[-1] if codes[-1] != codes[0] else ""
