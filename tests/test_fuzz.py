@@ -235,3 +235,13 @@ def test_saved_binding_with_tanh_of_a_max_product(tmp_path):
                  'b2 = s.let("b2", (b0 + x0 + tanh(b0)) * b0)', 's.output("y", b2)', 's.save(b2)')
     out = run(tmp_path, src)
     assert out.status in ("pass", "refused"), out
+
+
+def test_a_reduced_factor_scaling_a_result_in_place_keeps_its_reduction(tmp_path):
+    """``Sum(d, 2*x1)*(db0 - db0*tanh(u)**2)`` once printed as ``....mul_(2*x1).sum(1, ...)``:
+    the reduction's parentheses were taken for a wrapper around the whole factor."""
+    src = source('n, d = s.axes("n d")', 'x0 = s.input("x0", (n, d))', 'x1 = s.input("x1", (n, d))',
+                 'b0 = s.let("b0", (Sum(d, (x1 + x1)) * tanh((x1 + x0))), dims=(n, d))',
+                 'b1 = s.let("b1", log(1 + ((x0 - x1))**2), dims=(n, d))',
+                 's.output("y", Sum(n, Sum(d, b0 + 2*b1))/n, dims=())')
+    assert_passes(tmp_path, src)

@@ -365,7 +365,7 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         owner = self._owned.get(big_code)
         if owner is None or self.dims(big) != self.dims(e) or not self._may_overwrite(owner, [small]):
             return None
-        if small_code.startswith("(") and _is_call("f" + small_code):  # one pair of parentheses
+        if _wrapped(small_code):  # an argument needs no parentheses of its own
             small_code = small_code[1:-1]
         code = f"{big_code}.mul_({small_code})"
         self._own(code, owner)
@@ -680,6 +680,19 @@ def _is_call(code: str) -> bool:
         depth += ch == "("
         depth -= ch == ")"
     return depth == 0
+
+
+def _wrapped(code: str) -> bool:
+    """``(...)``: the parenthesis that opens ``code`` is the one that closes it."""
+    if not code.startswith("("):
+        return False
+    depth = 0
+    for i, ch in enumerate(code):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0:
+            return i == len(code) - 1
+    return False
 
 
 def shape_code(dims) -> str:
