@@ -236,10 +236,12 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
                 out.add(s.name)
         return frozenset(out)
 
-    def _donatable(self, e) -> bool:
-        """Whether ``e`` may compute in the donated gradient: it is the statement's expression, or
-        the large factor of it (``k*(dy - ...)``), so the result is what the statement returns."""
-        if self.donated is None or not self._stack or self.dims(e) != self.dims(self.donated):
+    def _in_donated(self, e, base) -> bool:
+        """Whether ``e``, built on ``base``, may compute in the donated gradient: ``base`` is it, and
+        ``e`` is the statement's expression or the large factor of it (``k*(dy - ...)``), so the
+        result is what the statement returns."""
+        if (self.donated is None or base != self.donated or not self._stack
+                or self.dims(e) != self.dims(self.donated)):
             return False
         root = self._stack[0]
         return e is root or (isinstance(root, sp.Mul) and len(self._stack) > 1 and self._stack[1] is e)
@@ -387,7 +389,7 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
             if one != 1 or not all(len(fs) == 1 and (c in (1, -1) or self._foldable(c)) for c, fs in splits):
                 continue
             code = self._print(a)
-            owner = DONATED if len(splits) == 1 and a == self.donated and self._donatable(e) else None
+            owner = DONATED if len(splits) == 1 and self._in_donated(e, a) else None
             for i, (c, (f,)) in enumerate(splits):
                 value = "" if c == 1 else f", value={self._coefficient(c)}"
                 args = f"{self._print(a)}, {self._print_onto_float(f)}{value}"
@@ -476,8 +478,7 @@ class TorchCode(Contractions, PositiveFirst, TorchPrinter):
         code = self._print(sp.Add(*rest, evaluate=False)) if len(rest) > 1 else self._print(rest[0])
         # in place where safe: onto the donated gradient, or onto the previous call's fresh result
         # when that is already as large as the sum (``torch.addcmul(dy, ...).add_(b)``)
-        donated = len(rest) == 1 and rest[0] == self.donated and self._donatable(e)
-        owner = DONATED if donated else None
+        owner = DONATED if len(rest) == 1 and self._in_donated(e, rest[0]) else None
         done = list(rest)
         have = self.dims(sp.Add(*rest))
         for _, c, fs in fold:  # torch.add with a negative alpha, not torch.sub: sub refuses bool masks

@@ -92,13 +92,13 @@ def _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known, in_p
     printer.sizes_used = set()
     body = [(sym, sub, None, comments.get(sym.name, notes.get(sym.name, ""))) for sym, sub in temps]
     body += [(sp.Symbol(r[0]), e, tuple(r[2]), r[3]) for r, e in zip(rows, reduced)]
-    donatable = _donatable([e for _, e, _, _ in body], donate)
+    donating = _donating_statement([e for _, e, _, _ in body], donate)
     for k, (sym, e, dims, note) in enumerate(body):
         if dims is None:  # a temporary: the printer reads env, so later temps see this one
             dims = env[sym] = printer.dims(e)
             printer.mark_float(sym, e)
         codes = []
-        for given in (None, donate) if k == donatable else (None,):  # plain, then computing in dy
+        for given in (None, donate) if k == donating else (None,):  # plain, then computing in dy
             printer.begin_statement(donated=given)
             codes.append(printer.doprint(e) if k < len(temps) else lower_expr(printer, e, dims))
         printer.begin_statement()
@@ -109,7 +109,7 @@ def _lower_statements(spec, rows, env, cse, temp_prefix, float_like, known, in_p
     return stmts
 
 
-def _donatable(exprs, donate) -> int | None:
+def _donating_statement(exprs, donate) -> int | None:
     """Which of the statements ``exprs`` (in order) may compute in the donated gradient
     ``donate``: the last to read it, if it reads it once and no earlier one holds it unchanged
     (``dx = dy``, which an update in place would change); None for none."""
